@@ -1,0 +1,924 @@
+//! Opening, validating and changing a SIF image (spec/SIF.md §3.2, §5, §6).
+//!
+//! Every change follows the reference library's write order: object bytes first, then the
+//! whole descriptor table, then the header. Checks that can fail are made before anything
+//! is written, so an operation that returns an error has not changed the image.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::descriptor::{part_type, DataType, Descriptor, Extra, Link, DESCRIPTOR_SIZE, GROUP_MASK};
+use super::digest::{Digest, Hasher};
+use super::error::{Result, SifError};
+use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
+use super::storage::Storage;
+use super::{EXTRA_LEN, NAME_LEN, ZERO_TIME};
+
+/// Slots in a new image unless asked otherwise (the reference library's default).
+pub const DEFAULT_CAPACITY: i64 = 48;
+/// Where the descriptor table starts in every image the reference library writes.
+pub const DEFAULT_DESCRIPTORS_OFFSET: i64 = 4096;
+/// The largest descriptor table accepted on open: a million slots is a 585 MB table, far
+/// beyond any real image, and bounds what a hostile header can make us allocate.
+pub const MAX_DESCRIPTORS: i64 = 1 << 20;
+
+/// Copy buffer for object data.
+const COPY_CHUNK: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Options of [`SifImage::create`] (`CreateContainer` upstream).
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    pub launch_script: Vec<u8>,
+    /// Raw UUID; `None` = a random v4 UUID unless deterministic.
+    pub id: Option<[u8; 16]>,
+    /// Creation time; `None` = now unless deterministic.
+    pub time: Option<i64>,
+    pub capacity: i64,
+    /// Nil UUID and zero times (what oci-tools always uses).
+    pub deterministic: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            launch_script: Vec::new(),
+            id: None,
+            time: None,
+            capacity: DEFAULT_CAPACITY,
+            deterministic: false,
+        }
+    }
+}
+
+impl CreateOptions {
+    /// Nil UUID, zero times, default capacity.
+    pub fn deterministic() -> Self {
+        CreateOptions {
+            deterministic: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The time written by an add, delete or set.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum ChangeTime {
+    /// Now, or the zero time when the image is deterministic (the upstream default).
+    #[default]
+    Auto,
+    /// The zero time (`OptAddDeterministic` and friends).
+    Zero,
+    /// A given Unix time (`OptAddWithTime`).
+    At(i64),
+}
+
+pub type AddOptions = ChangeTime;
+pub type SetOptions = ChangeTime;
+
+/// Options of [`SifImage::delete_objects`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeleteOptions {
+    /// Overwrite the object's bytes with zeros.
+    pub zero: bool,
+    /// Recompute the data size and truncate the file after the last remaining object.
+    pub compact: bool,
+    pub time: ChangeTime,
+}
+
+/// An object to add: its bytes and descriptor fields (`DescriptorInput` upstream).
+pub struct ObjectInput<'a> {
+    data_type: DataType,
+    data: Box<dyn Read + 'a>,
+    group_id: u32,
+    link: Link,
+    name: Vec<u8>,
+    extra: Option<Extra>,
+    alignment: Option<i64>,
+    time: Option<i64>,
+}
+
+impl<'a> ObjectInput<'a> {
+    /// An object in group 1 with no link, name or metadata, default alignment.
+    pub fn new(data_type: DataType, data: impl Read + 'a) -> ObjectInput<'a> {
+        ObjectInput {
+            data_type,
+            data: Box::new(data),
+            group_id: 1,
+            link: Link::None,
+            name: Vec::new(),
+            extra: None,
+            alignment: None,
+            time: None,
+        }
+    }
+
+    /// A partition object (file system type, role, Go architecture name).
+    pub fn partition(
+        data: impl Read + 'a,
+        fs_type: i32,
+        part_type: i32,
+        arch: &str,
+    ) -> Result<ObjectInput<'a>> {
+        Ok(ObjectInput::new(DataType::Partition, data).extra(Extra::partition(
+            fs_type, part_type, arch,
+        )?))
+    }
+
+    /// Group `g`; 0 means no group.
+    pub fn group(mut self, g: u32) -> Self {
+        self.group_id = g;
+        self
+    }
+    pub fn link(mut self, link: Link) -> Self {
+        self.link = link;
+        self
+    }
+    pub fn name(mut self, name: impl Into<Vec<u8>>) -> Self {
+        self.name = name.into();
+        self
+    }
+    pub fn extra(mut self, extra: Extra) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+    /// Alignment of the object's absolute offset; 0 or less = none.
+    pub fn alignment(mut self, a: i64) -> Self {
+        self.alignment = Some(a);
+        self
+    }
+    /// Object creation/modification time, independent of the header time.
+    pub fn time(mut self, t: i64) -> Self {
+        self.time = Some(t);
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.name.len() > NAME_LEN {
+            return Err(SifError::TooLong {
+                what: "object name",
+                len: self.name.len(),
+                max: NAME_LEN,
+            });
+        }
+        if let Some(Extra::Other(v)) = &self.extra {
+            if v.len() > EXTRA_LEN {
+                return Err(SifError::TooLong {
+                    what: "object metadata",
+                    len: v.len(),
+                    max: EXTRA_LEN,
+                });
+            }
+        }
+        if self.group_id & GROUP_MASK != 0 || matches!(self.link, Link::Group(g) if g & GROUP_MASK != 0)
+        {
+            return Err(SifError::InvalidArgument(format!(
+                "group IDs must be below {GROUP_MASK:#x}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn default_alignment(&self) -> i64 {
+        match self.data_type {
+            DataType::Partition => 4096,
+            _ => 0,
+        }
+    }
+
+    fn primary_arch(&self) -> Option<[u8; 3]> {
+        match &self.extra {
+            Some(Extra::Partition {
+                part_type: part_type::PRIM_SYS,
+                arch,
+                ..
+            }) if self.data_type == DataType::Partition => Some(*arch),
+            _ => None,
+        }
+    }
+
+    /// The descriptor as the reference library prepares it before placing the object:
+    /// used, ID, offset and sizes zero; times the object time or `t`. OCI extras hold the
+    /// digest of `digest_of`.
+    pub fn descriptor_template(&self, t: i64, digest_of: Option<Digest>) -> Descriptor {
+        let time = self.time.unwrap_or(t);
+        let mut d = Descriptor::unused();
+        d.data_type_raw = self.data_type.raw();
+        d.group_id_raw = self.group_id | GROUP_MASK;
+        d.linked_id_raw = self.link.raw();
+        d.created_at = time;
+        d.modified_at = time;
+        d.name[..self.name.len()].copy_from_slice(&self.name);
+        if self.data_type.is_oci() {
+            let digest = digest_of.unwrap_or_else(|| Digest::of(b""));
+            d.extra = Extra::OciDigest(digest).encode();
+        } else if let Some(e) = &self.extra {
+            d.extra = e.encode();
+        }
+        d
+    }
+}
+
+/// An open SIF image: the header and every descriptor slot in memory, object bytes on
+/// storage.
+pub struct SifImage {
+    storage: Box<dyn Storage>,
+    header: Header,
+    /// Every slot of the table, used or not, in table order.
+    slots: Vec<Descriptor>,
+    mode: OpenMode,
+}
+
+impl std::fmt::Debug for SifImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SifImage")
+            .field("header", &self.header)
+            .field("used", &self.used_count())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl SifImage {
+    /// Opens and validates the image at `path`. Errors name the path.
+    pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<SifImage> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(mode == OpenMode::ReadWrite)
+            .open(path)
+            .map_err(|e| SifError::io("cannot open", e).in_file(&shown))?;
+        if file
+            .metadata()
+            .map_err(|e| SifError::io("cannot stat", e).in_file(&shown))?
+            .is_dir()
+        {
+            return Err(SifError::NotSif("is a directory".into()).in_file(&shown));
+        }
+        SifImage::from_storage(Box::new(file), mode).map_err(|e| e.in_file(&shown))
+    }
+
+    /// Reads and validates an image on any storage.
+    pub fn from_storage(storage: Box<dyn Storage>, mode: OpenMode) -> Result<SifImage> {
+        let len = storage
+            .len()
+            .map_err(|e| SifError::io("cannot read image size", e))?;
+        if len < HEADER_SIZE as u64 {
+            return Err(SifError::NotSif(format!(
+                "file is {len} bytes, shorter than the {HEADER_SIZE}-byte SIF header"
+            )));
+        }
+        let mut hb = [0u8; HEADER_SIZE];
+        storage
+            .read_exact_at(&mut hb, 0)
+            .map_err(|e| SifError::io("cannot read header", e))?;
+        let header = Header::decode(&hb);
+        header.check_identity()?;
+        validate_header(&header, len)?;
+
+        let table_len = (header.descriptors_total as usize) * DESCRIPTOR_SIZE;
+        let mut table = vec![0u8; table_len];
+        storage
+            .read_exact_at(&mut table, header.descriptors_offset as u64)
+            .map_err(|e| SifError::io("cannot read descriptor table", e))?;
+        let slots: Vec<Descriptor> = table
+            .chunks_exact(DESCRIPTOR_SIZE)
+            .map(Descriptor::decode)
+            .collect();
+        validate_descriptors(&header, &slots, len)?;
+
+        let image = SifImage {
+            storage,
+            header,
+            slots,
+            mode,
+        };
+        let free = image.slots.len() as i64 - image.used_count() as i64;
+        if free != image.header.descriptors_free {
+            log::warn!(
+                "header counts {} free descriptors, the table has {free}",
+                image.header.descriptors_free
+            );
+        }
+        Ok(image)
+    }
+
+    /// Creates a new image at `path` (truncating any file there), as
+    /// `CreateContainerAtPath` does; a failed creation removes the file.
+    pub fn create_at_path(
+        path: impl AsRef<Path>,
+        opts: &CreateOptions,
+        objects: Vec<ObjectInput<'_>>,
+    ) -> Result<SifImage> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let file = create_file(path).map_err(|e| SifError::io("cannot create", e).in_file(&shown))?;
+        SifImage::create(Box::new(file), opts, objects).map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            e.in_file(&shown)
+        })
+    }
+
+    /// Writes a new image onto empty storage (`CreateContainer`).
+    pub fn create(
+        storage: Box<dyn Storage>,
+        opts: &CreateOptions,
+        objects: Vec<ObjectInput<'_>>,
+    ) -> Result<SifImage> {
+        if opts.launch_script.len() > LAUNCH_SCRIPT_MAX {
+            return Err(SifError::TooLong {
+                what: "launch script",
+                len: opts.launch_script.len(),
+                max: LAUNCH_SCRIPT_MAX,
+            });
+        }
+        if !(0..=MAX_DESCRIPTORS).contains(&opts.capacity) {
+            return Err(SifError::InvalidArgument(format!(
+                "descriptor capacity {} is outside 0..={MAX_DESCRIPTORS}",
+                opts.capacity
+            )));
+        }
+        let (id, t) = if opts.deterministic {
+            ([0u8; 16], ZERO_TIME)
+        } else {
+            (
+                opts.id.unwrap_or_else(random_uuid),
+                opts.time.unwrap_or_else(now),
+            )
+        };
+        let descriptors_size = opts.capacity * DESCRIPTOR_SIZE as i64;
+        let header = Header {
+            launch_script: super::bytes::fixed(&opts.launch_script),
+            magic: *MAGIC,
+            version: *VERSION,
+            arch: *b"00\0",
+            id,
+            created_at: t,
+            modified_at: t,
+            descriptors_free: opts.capacity,
+            descriptors_total: opts.capacity,
+            descriptors_offset: DEFAULT_DESCRIPTORS_OFFSET,
+            descriptors_size,
+            data_offset: DEFAULT_DESCRIPTORS_OFFSET + descriptors_size,
+            data_size: 0,
+        };
+        let mut image = SifImage {
+            storage,
+            header,
+            slots: vec![Descriptor::unused(); opts.capacity as usize],
+            mode: OpenMode::ReadWrite,
+        };
+        for obj in objects {
+            image.place_object(obj, t)?;
+        }
+        image.write_table_and_header()?;
+        Ok(image)
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn mode(&self) -> OpenMode {
+        self.mode
+    }
+
+    /// Every slot, used or not, in table order.
+    pub fn slots(&self) -> &[Descriptor] {
+        &self.slots
+    }
+
+    /// Used descriptors with their slot numbers, in slot order.
+    pub fn descriptors(&self) -> impl Iterator<Item = (usize, &Descriptor)> {
+        self.slots.iter().enumerate().filter(|(_, d)| d.used)
+    }
+
+    pub fn used_count(&self) -> usize {
+        self.slots.iter().filter(|d| d.used).count()
+    }
+
+    pub fn free_slots(&self) -> usize {
+        self.slots.len() - self.used_count()
+    }
+
+    /// The used descriptor with this ID.
+    pub fn descriptor_by_id(&self, id: u32) -> Result<&Descriptor> {
+        self.find_one(|d| d.id == id)
+    }
+
+    /// The single used descriptor matching `select`; none or several is an error.
+    pub fn find_one(&self, select: impl Fn(&Descriptor) -> bool) -> Result<&Descriptor> {
+        let mut it = self.descriptors().map(|(_, d)| d).filter(|d| select(d));
+        let first = it.next().ok_or(SifError::ObjectNotFound)?;
+        if it.next().is_some() {
+            return Err(SifError::MultipleObjects);
+        }
+        Ok(first)
+    }
+
+    /// Current length of the underlying file.
+    pub fn file_len(&self) -> Result<u64> {
+        self.storage
+            .len()
+            .map_err(|e| SifError::io("cannot read image size", e))
+    }
+
+    /// Reads object bytes at `offset` within the object into `buf`; returns how many were
+    /// read (fewer only at the end of the object).
+    pub fn read_object_at(&self, d: &Descriptor, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let size = d.size as u64;
+        if offset >= size {
+            return Ok(0);
+        }
+        let n = buf.len().min((size - offset) as usize);
+        self.storage
+            .read_exact_at(&mut buf[..n], d.offset as u64 + offset)
+            .map_err(|e| SifError::io(format!("cannot read object {}", d.id), e))?;
+        Ok(n)
+    }
+
+    /// All of an object's bytes (for small objects such as JSON documents).
+    pub fn read_object(&self, d: &Descriptor) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; d.size as usize];
+        self.read_object_at(d, 0, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// A streaming reader over an object's bytes.
+    pub fn object_reader<'s>(&'s self, d: &Descriptor) -> ObjectReader<'s> {
+        ObjectReader {
+            storage: self.storage.as_ref(),
+            start: d.offset as u64,
+            pos: 0,
+            size: d.size as u64,
+        }
+    }
+
+    /// SHA-256 of an object's bytes, streamed.
+    pub fn digest_object(&self, d: &Descriptor) -> Result<Digest> {
+        let mut h = Hasher::default();
+        let mut buf = vec![0u8; COPY_CHUNK.min(d.size.max(0) as usize).max(1)];
+        let mut off = 0u64;
+        loop {
+            let n = self.read_object_at(d, off, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(h.finish())
+    }
+
+    /// Adds an object in the first free slot (`AddObject`). Nothing is written when the
+    /// object cannot be added.
+    pub fn add_object(&mut self, obj: ObjectInput<'_>, opts: AddOptions) -> Result<u32> {
+        self.check_writable()?;
+        let t = self.change_time(opts);
+        let id = self.place_object(obj, t)?;
+        self.header.modified_at = t;
+        self.write_table_and_header()?;
+        Ok(id)
+    }
+
+    /// Deletes every used object that `select` matches (`DeleteObjects`); returns how many.
+    pub fn delete_objects(
+        &mut self,
+        select: impl Fn(&Descriptor) -> bool,
+        opts: DeleteOptions,
+    ) -> Result<usize> {
+        self.check_writable()?;
+        let doomed: Vec<usize> = self
+            .descriptors()
+            .filter(|(_, d)| select(d))
+            .map(|(i, _)| i)
+            .collect();
+        if doomed.is_empty() {
+            return Err(SifError::ObjectNotFound);
+        }
+        let t = self.change_time(opts.time);
+        for &i in &doomed {
+            let d = &self.slots[i];
+            if opts.zero {
+                self.write_zeros(d.offset as u64, d.size as u64)?;
+            }
+            if d.is_primary_partition() {
+                self.header.arch = *b"00\0";
+            }
+            self.slots[i] = Descriptor::unused();
+            self.header.descriptors_free += 1;
+        }
+        self.header.modified_at = t;
+        if opts.compact {
+            let end = self.data_end();
+            self.header.data_size = end - self.header.data_offset;
+            self.storage
+                .set_len(end as u64)
+                .map_err(|e| SifError::io("cannot truncate image", e))?;
+        }
+        self.write_table_and_header()?;
+        Ok(doomed.len())
+    }
+
+    /// Deletes the object with this ID (`DeleteObject`).
+    pub fn delete_object(&mut self, id: u32, opts: DeleteOptions) -> Result<()> {
+        if id == 0 {
+            return Err(SifError::InvalidArgument("object ID 0".into()));
+        }
+        self.delete_objects(|d| d.id == id, opts).map(|_| ())
+    }
+
+    /// Makes a system partition the primary one, demoting any current primary
+    /// (`SetPrimPart`).
+    pub fn set_primary_partition(&mut self, id: u32, opts: SetOptions) -> Result<()> {
+        self.check_writable()?;
+        let slot = self.slot_of(id)?;
+        let (fs, pt, arch) = self.slots[slot]
+            .partition()
+            .ok_or(SifError::NotPartition { id })?;
+        if pt == part_type::PRIM_SYS {
+            return Ok(());
+        }
+        if pt != part_type::SYSTEM {
+            return Err(SifError::NotSystemPartition { id, part_type: pt });
+        }
+        let old = match self.find_one(|d| d.is_primary_partition()) {
+            Ok(d) => Some(self.slot_of(d.id)?),
+            Err(SifError::ObjectNotFound) => None,
+            Err(e) => return Err(e),
+        };
+        let t = self.change_time(opts);
+        if let Some(o) = old {
+            let (ofs, _, oarch) = self.slots[o]
+                .partition()
+                .expect("the primary partition is a partition");
+            self.set_extra(o, Extra::partition_raw(ofs, part_type::SYSTEM, oarch), t);
+        }
+        self.set_extra(slot, Extra::partition_raw(fs, part_type::PRIM_SYS, arch), t);
+        self.header.arch = arch;
+        self.header.modified_at = t;
+        self.write_table_and_header()
+    }
+
+    /// Replaces an object's metadata (`SetMetadata`).
+    pub fn set_metadata(&mut self, id: u32, extra: Extra, opts: SetOptions) -> Result<()> {
+        self.check_writable()?;
+        if let Extra::Other(v) = &extra {
+            if v.len() > EXTRA_LEN {
+                return Err(SifError::TooLong {
+                    what: "object metadata",
+                    len: v.len(),
+                    max: EXTRA_LEN,
+                });
+            }
+        }
+        let slot = self.slot_of(id)?;
+        let t = self.change_time(opts);
+        self.set_extra(slot, extra, t);
+        self.header.modified_at = t;
+        self.write_table_and_header()
+    }
+
+    /// Records a new digest for an OCI blob or root index without touching its bytes
+    /// (`SetOCIBlobDigest`).
+    pub fn set_oci_blob_digest(&mut self, id: u32, digest: Digest, opts: SetOptions) -> Result<()> {
+        self.check_writable()?;
+        let slot = self.slot_of(id)?;
+        if !self.slots[slot].data_type().is_oci() {
+            return Err(SifError::NotOciObject { id });
+        }
+        let t = self.change_time(opts);
+        self.set_extra(slot, Extra::OciDigest(digest), t);
+        self.header.modified_at = t;
+        self.write_table_and_header()
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.storage
+            .sync()
+            .map_err(|e| SifError::io("cannot sync image", e))
+    }
+
+    /// The end of the data section as the reference library computes it for appends:
+    /// the furthest object end, never before the data offset (spec/SIF.md §5).
+    pub fn data_end(&self) -> i64 {
+        self.descriptors()
+            .map(|(_, d)| d.end())
+            .fold(self.header.data_offset, i64::max)
+    }
+
+    fn slot_of(&self, id: u32) -> Result<usize> {
+        if id == 0 {
+            return Err(SifError::InvalidArgument("object ID 0".into()));
+        }
+        self.descriptors()
+            .find(|(_, d)| d.id == id)
+            .map(|(i, _)| i)
+            .ok_or(SifError::ObjectNotFound)
+    }
+
+    fn set_extra(&mut self, slot: usize, extra: Extra, t: i64) {
+        let d = &mut self.slots[slot];
+        d.extra = extra.encode();
+        d.modified_at = t;
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match self.mode {
+            OpenMode::ReadWrite => Ok(()),
+            OpenMode::ReadOnly => Err(SifError::ReadOnly),
+        }
+    }
+
+    fn change_time(&self, t: ChangeTime) -> i64 {
+        match t {
+            ChangeTime::At(t) => t,
+            ChangeTime::Zero => ZERO_TIME,
+            ChangeTime::Auto if self.header.is_deterministic() => ZERO_TIME,
+            ChangeTime::Auto => now(),
+        }
+    }
+
+    /// Writes an object's bytes and fills its slot; the caller writes table and header.
+    fn place_object(&mut self, mut obj: ObjectInput<'_>, t: i64) -> Result<u32> {
+        obj.check()?;
+        let slot = self
+            .slots
+            .iter()
+            .position(|d| !d.used)
+            .ok_or(SifError::InsufficientCapacity {
+                free: 0,
+                needed: 1,
+            })?;
+        let primary_arch = obj.primary_arch();
+        if primary_arch.is_some() && self.slots.iter().any(|d| d.is_primary_partition()) {
+            return Err(SifError::PrimaryPartitionExists);
+        }
+        let end = self.data_end();
+        let align = obj.alignment.unwrap_or_else(|| obj.default_alignment());
+        let offset = if align > 0 {
+            (end + align - 1) / align * align
+        } else {
+            end
+        };
+        let (size, digest) = self.copy_in(&mut obj.data, offset as u64, obj.data_type.is_oci())?;
+
+        if let Some(arch) = primary_arch {
+            self.header.arch = arch;
+        }
+        let mut d = obj.descriptor_template(t, digest);
+        d.used = true;
+        d.id = u32::try_from(slot + 1).expect("slot count is bounded by MAX_DESCRIPTORS");
+        d.offset = offset;
+        d.size = size as i64;
+        d.size_with_padding = offset - end + size as i64;
+        self.slots[slot] = d;
+        self.header.descriptors_free -= 1;
+        self.header.data_size = offset + size as i64 - self.header.data_offset;
+        Ok(self.slots[slot].id)
+    }
+
+    /// Streams `data` to `offset`, hashing it when asked.
+    fn copy_in(
+        &self,
+        data: &mut dyn Read,
+        offset: u64,
+        hash: bool,
+    ) -> Result<(u64, Option<Digest>)> {
+        let mut hasher = hash.then(Hasher::default);
+        let mut buf = vec![0u8; COPY_CHUNK];
+        let mut written = 0u64;
+        loop {
+            let n = match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(SifError::io("cannot read object data", e)),
+            };
+            self.storage
+                .write_all_at(&buf[..n], offset + written)
+                .map_err(|e| SifError::io("cannot write object data", e))?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            written += n as u64;
+        }
+        if written == 0 {
+            // An empty object still places the data section end where upstream's
+            // zero-extending buffer would.
+            self.storage
+                .write_all_at(&[], offset)
+                .map_err(|e| SifError::io("cannot write object data", e))?;
+        }
+        Ok((written, hasher.map(Hasher::finish)))
+    }
+
+    fn write_zeros(&self, offset: u64, len: u64) -> Result<()> {
+        let zeros = vec![0u8; COPY_CHUNK.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            let n = zeros.len().min((len - done) as usize);
+            self.storage
+                .write_all_at(&zeros[..n], offset + done)
+                .map_err(|e| SifError::io("cannot zero object data", e))?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_table_and_header(&mut self) -> Result<()> {
+        let mut table = Vec::with_capacity(self.slots.len() * DESCRIPTOR_SIZE);
+        for d in &self.slots {
+            table.extend_from_slice(&d.encode());
+        }
+        self.storage
+            .write_all_at(&table, self.header.descriptors_offset as u64)
+            .map_err(|e| SifError::io("cannot write descriptor table", e))?;
+        self.storage
+            .write_all_at(&self.header.encode(), 0)
+            .map_err(|e| SifError::io("cannot write header", e))
+    }
+}
+
+/// `Read` over one object's bytes.
+pub struct ObjectReader<'s> {
+    storage: &'s dyn Storage,
+    start: u64,
+    pos: u64,
+    size: u64,
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min((self.size - self.pos) as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.storage
+            .read_exact_at(&mut buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Extra {
+    fn partition_raw(fs_type: i32, part_type: i32, arch: [u8; 3]) -> Extra {
+        Extra::Partition {
+            fs_type,
+            part_type,
+            arch,
+        }
+    }
+}
+
+/// Header checks beyond the reference reader's (spec/SIF.md §3.2).
+fn validate_header(h: &Header, file_len: u64) -> Result<()> {
+    let bad = |s: String| Err(SifError::InvalidHeader(s));
+    if !(0..=MAX_DESCRIPTORS).contains(&h.descriptors_total) {
+        return bad(format!(
+            "descriptor count {} is outside 0..={MAX_DESCRIPTORS}",
+            h.descriptors_total
+        ));
+    }
+    if !(0..=h.descriptors_total).contains(&h.descriptors_free) {
+        return bad(format!(
+            "free descriptor count {} is outside 0..={}",
+            h.descriptors_free, h.descriptors_total
+        ));
+    }
+    let expected = h.descriptors_total * DESCRIPTOR_SIZE as i64;
+    if h.descriptors_size != expected {
+        return bad(format!(
+            "descriptor table size {} is not {} descriptors x {DESCRIPTOR_SIZE} bytes = {expected}",
+            h.descriptors_size, h.descriptors_total
+        ));
+    }
+    if h.descriptors_offset < HEADER_SIZE as i64 {
+        return bad(format!(
+            "descriptor table offset {} overlaps the header",
+            h.descriptors_offset
+        ));
+    }
+    let table_end = h.descriptors_offset.checked_add(h.descriptors_size);
+    if table_end.is_none_or(|end| end as u64 > file_len) {
+        return bad(format!(
+            "descriptor table [{}, +{}) extends past the end of the file ({file_len} bytes)",
+            h.descriptors_offset, h.descriptors_size
+        ));
+    }
+    if h.data_offset < 0 {
+        return bad(format!("negative data offset {}", h.data_offset));
+    }
+    Ok(())
+}
+
+/// Per-object checks: IDs unique and non-zero, every object inside the file and clear of
+/// the header, the table and every other object.
+fn validate_descriptors(h: &Header, slots: &[Descriptor], file_len: u64) -> Result<()> {
+    let mut ids: HashMap<u32, usize> = HashMap::new();
+    let mut extents: Vec<(i64, i64, usize)> = Vec::new();
+    let table = (h.descriptors_offset, h.descriptors_offset + h.descriptors_size);
+    for (slot, d) in slots.iter().enumerate().filter(|(_, d)| d.used) {
+        let bad = |problem: String| {
+            Err(SifError::InvalidDescriptor {
+                slot,
+                id: d.id,
+                problem,
+            })
+        };
+        if d.id == 0 {
+            return bad("object ID is 0".into());
+        }
+        if let Some(other) = ids.insert(d.id, slot) {
+            return bad(format!("object ID {} is also used by slot {other}", d.id));
+        }
+        if d.offset < 0 || d.size < 0 {
+            return bad(format!("negative offset {} or size {}", d.offset, d.size));
+        }
+        let end = match d.offset.checked_add(d.size) {
+            Some(e) if e as u64 <= file_len => e,
+            _ => {
+                return bad(format!(
+                    "object [{}, +{}) extends past the end of the file ({file_len} bytes)",
+                    d.offset, d.size
+                ))
+            }
+        };
+        if d.size == 0 {
+            continue;
+        }
+        if d.offset < HEADER_SIZE as i64 {
+            return bad(format!("object at {} overlaps the header", d.offset));
+        }
+        if d.offset < table.1 && end > table.0 {
+            return bad(format!(
+                "object [{}, {end}) overlaps the descriptor table [{}, {})",
+                d.offset, table.0, table.1
+            ));
+        }
+        extents.push((d.offset, end, slot));
+    }
+    extents.sort_unstable();
+    for w in extents.windows(2) {
+        let ((_, end_a, slot_a), (start_b, _, slot_b)) = (w[0], w[1]);
+        if start_b < end_a {
+            let d = &slots[slot_b];
+            return Err(SifError::InvalidDescriptor {
+                slot: slot_b,
+                id: d.id,
+                problem: format!(
+                    "object [{}, {}) overlaps object {} in slot {slot_a}",
+                    d.offset,
+                    d.end(),
+                    slots[slot_a].id
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn create_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(path)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A random version-4 UUID from the kernel's generator.
+fn random_uuid() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let ok = File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .is_ok();
+    if !ok {
+        // Without a random source, fall back to time and pid: unique enough for an ID.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id[..16].copy_from_slice(&(t ^ (u128::from(std::process::id()) << 64)).to_le_bytes());
+    }
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}

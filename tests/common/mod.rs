@@ -1,0 +1,51 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The shared test data: `SIFMOUNT_TESTDATA`, or `../shared/testdata` beside the project.
+/// A missing directory fails the test with a message saying how to provide it: these
+/// tests never skip silently.
+pub fn testdata() -> PathBuf {
+    let dir = match std::env::var_os("SIFMOUNT_TESTDATA") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"),
+    };
+    assert!(
+        dir.join("upstream").is_dir(),
+        "test data not found at {}: set SIFMOUNT_TESTDATA to the shared testdata directory \
+         (the one holding upstream/ and cosign/)",
+        dir.display()
+    );
+    dir
+}
+
+/// A file under `testdata/upstream/`.
+pub fn upstream(rel: &str) -> PathBuf {
+    testdata().join("upstream").join(rel)
+}
+
+/// Reads a file under `testdata/upstream/`, naming it when it is missing.
+pub fn read_upstream(rel: &str) -> Vec<u8> {
+    let p = upstream(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// Compares two byte strings and reports the first difference readably.
+pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
+    if got == want {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{what}: {} bytes, expected {}; first difference at offset {first:#x} (got {:02x?}, want {:02x?})",
+        got.len(),
+        want.len(),
+        &got[first..(first + 16).min(got.len())],
+        &want[first..(first + 16).min(want.len())],
+    );
+}

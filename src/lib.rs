@@ -3,4 +3,5 @@
 //! Layers (see DESIGN.md §1): [`sif`] is the container format, [`oci`] the OCI image
 //! layout stored in it.
 
+pub mod oci;
 pub mod sif;

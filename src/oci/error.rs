@@ -1,0 +1,44 @@
+//! Errors of the OCI layer.
+
+use crate::sif::{Digest, SifError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error(transparent)]
+    Sif(#[from] SifError),
+    #[error("not an OCI-SIF: the image has no OCI root index")]
+    NotOciSif,
+    #[error(
+        "the image has {count} OCI root indexes (slots {slots:?}); an OCI-SIF has exactly one"
+    )]
+    MultipleRootIndexes { count: usize, slots: Vec<usize> },
+    #[error("{what} is not valid JSON: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("blob {0} is not in the image or the given sources")]
+    MissingBlob(Digest),
+    #[error("{digest} has media type {media_type:?}, which an OCI-SIF update cannot place (only images and indexes)")]
+    UnexpectedMediaType { digest: Digest, media_type: String },
+    #[error("not enough descriptors: the update needs {needed} free slots and can have {available} ({free} free + {freed} freed by the update); nothing was changed")]
+    InsufficientCapacity {
+        needed: usize,
+        available: usize,
+        free: usize,
+        freed: usize,
+    },
+    #[error("blob {expected}: the source gave bytes with digest {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("{what}: {problem}")]
+    Invalid { what: String, problem: String },
+    #[error("reading blob {digest} from its source: {source}")]
+    Source {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, OciError>;

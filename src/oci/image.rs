@@ -1,0 +1,393 @@
+//! An open OCI-SIF: the root index and every blob by digest, and the in-place update
+//! algorithm of oci-tools (spec/SIF.md §7.2, §7.6).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::error::{OciError, Result};
+use super::model::Index;
+use super::source::BlobSource;
+use super::walk::{blobs_in_write_order, OtherMediaTypes};
+use crate::sif::{
+    ChangeTime, DataType, DeleteOptions, Descriptor as SifDescriptor, Digest, ObjectInput,
+    OpenMode, SifError, SifImage,
+};
+
+/// What a SIF holds, as SingularityCE decides it (spec/SIF.md §7.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageKind {
+    /// No OCI root index: a native SIF.
+    Native,
+    /// Exactly one root index, in this slot.
+    OciSif { root_slot: usize },
+    /// Several root indexes: neither a usable OCI-SIF nor a native SIF.
+    Ambiguous { slots: Vec<usize> },
+}
+
+impl ImageKind {
+    pub fn of(sif: &SifImage) -> ImageKind {
+        let roots: Vec<usize> = sif
+            .descriptors()
+            .filter(|(_, d)| d.data_type() == DataType::OciRootIndex)
+            .map(|(i, _)| i)
+            .collect();
+        match roots.as_slice() {
+            [] => ImageKind::Native,
+            [one] => ImageKind::OciSif { root_slot: *one },
+            _ => ImageKind::Ambiguous { slots: roots },
+        }
+    }
+}
+
+/// A blob whose bytes do not hash to the digest its descriptor records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMismatch {
+    pub slot: usize,
+    pub id: u32,
+    pub recorded: Digest,
+    pub actual: Digest,
+}
+
+/// What an update did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// The new root index equals the stored one: nothing was written.
+    pub unchanged: bool,
+    /// Objects deleted (the old root index included).
+    pub deleted: usize,
+    /// Objects appended (the new root index included).
+    pub added: usize,
+}
+
+/// An OCI-SIF: a SIF with exactly one OCI root index.
+#[derive(Debug)]
+pub struct OciSif {
+    sif: SifImage,
+    root_slot: usize,
+    /// First slot holding each blob digest (root index excluded).
+    blobs: HashMap<Digest, usize>,
+}
+
+impl OciSif {
+    /// Opens an OCI-SIF; errors name the path.
+    pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<OciSif> {
+        let shown = path.as_ref().display().to_string();
+        let sif = SifImage::open(path, mode)?;
+        OciSif::from_sif(sif).map_err(|e| match e {
+            OciError::Sif(s) => OciError::Sif(s.in_file(&shown)),
+            other => OciError::Invalid {
+                what: shown,
+                problem: other.to_string(),
+            },
+        })
+    }
+
+    /// Checks that `sif` is an OCI-SIF: exactly one root index, every OCI digest
+    /// well-formed, the root index valid JSON.
+    pub fn from_sif(sif: SifImage) -> Result<OciSif> {
+        let root_slot = match ImageKind::of(&sif) {
+            ImageKind::Native => return Err(OciError::NotOciSif),
+            ImageKind::Ambiguous { slots } => {
+                return Err(OciError::MultipleRootIndexes {
+                    count: slots.len(),
+                    slots,
+                })
+            }
+            ImageKind::OciSif { root_slot } => root_slot,
+        };
+        let blobs = index_blobs(&sif)?;
+        let image = OciSif {
+            sif,
+            root_slot,
+            blobs,
+        };
+        let bytes = image.root_index_bytes()?;
+        Index::parse(&bytes).map_err(|e| OciError::Invalid {
+            what: format!(
+                "root index (slot {}, id {})",
+                root_slot,
+                image.root_index_descriptor().id
+            ),
+            problem: e.to_string(),
+        })?;
+        Ok(image)
+    }
+
+    pub fn sif(&self) -> &SifImage {
+        &self.sif
+    }
+
+    pub fn into_sif(self) -> SifImage {
+        self.sif
+    }
+
+    pub fn root_index_descriptor(&self) -> &SifDescriptor {
+        &self.sif.slots()[self.root_slot]
+    }
+
+    /// The root index bytes exactly as stored.
+    pub fn root_index_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.sif.read_object(self.root_index_descriptor())?)
+    }
+
+    pub fn root_index(&self) -> Result<Index> {
+        Index::parse(&self.root_index_bytes()?)
+    }
+
+    /// The descriptor holding a blob (the first, when a digest is stored twice).
+    pub fn blob(&self, digest: &Digest) -> Option<&SifDescriptor> {
+        self.blobs.get(digest).map(|&slot| &self.sif.slots()[slot])
+    }
+
+    /// Every distinct blob digest with its descriptor, in slot order.
+    pub fn blobs(&self) -> impl Iterator<Item = (Digest, &SifDescriptor)> {
+        let mut v: Vec<(Digest, usize)> = self.blobs.iter().map(|(d, s)| (*d, *s)).collect();
+        v.sort_by_key(|&(_, s)| s);
+        v.into_iter().map(|(d, s)| (d, &self.sif.slots()[s]))
+    }
+
+    /// A whole blob's bytes.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let d = self.blob(digest).ok_or(OciError::MissingBlob(*digest))?;
+        Ok(self.sif.read_object(d)?)
+    }
+
+    /// Hashes every OCI blob (not the root index, as `singularity verify` does) and
+    /// reports those whose bytes do not match their recorded digest.
+    pub fn verify_blobs(&self) -> Result<Vec<BlobMismatch>> {
+        let mut bad = Vec::new();
+        for (slot, d) in self.sif.descriptors() {
+            if d.data_type() != DataType::OciBlob {
+                continue;
+            }
+            let recorded = recorded_digest(slot, d)?;
+            let actual = self.sif.digest_object(d)?;
+            if actual != recorded {
+                bad.push(BlobMismatch {
+                    slot,
+                    id: d.id,
+                    recorded,
+                    actual,
+                });
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Replaces the root index with `new_index`, writing the blobs it needs from
+    /// `source` and deleting those it no longer references: oci-tools' `UpdateRootIndex`,
+    /// byte for byte (spec/SIF.md §7.6). Unlike upstream, every check (media types,
+    /// blobs present, descriptor capacity) is made before anything is deleted, and a blob
+    /// referenced twice is written once.
+    pub fn update_root_index(
+        &mut self,
+        new_index: &[u8],
+        source: &dyn BlobSource,
+    ) -> Result<UpdateOutcome> {
+        if self.root_index_descriptor().oci_digest().transpose()? == Some(Digest::of(new_index)) {
+            return Ok(UpdateOutcome {
+                unchanged: true,
+                ..Default::default()
+            });
+        }
+        let index = Index::parse(new_index)?;
+        let fetch = |d: &Digest| -> Result<Vec<u8>> {
+            if self.blobs.contains_key(d) {
+                return self.read_blob(d);
+            }
+            source
+                .read_blob(d)
+                .map_err(|e| OciError::Source {
+                    digest: *d,
+                    source: e,
+                })?
+                .ok_or(OciError::MissingBlob(*d))
+        };
+        let wanted = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::Reject)?;
+
+        let mut keep = HashSet::new();
+        let mut new = Vec::new();
+        let mut seen = HashSet::new();
+        for d in wanted {
+            if self.blobs.contains_key(&d) {
+                keep.insert(d);
+            } else if seen.insert(d) {
+                new.push(d);
+            } else {
+                log::debug!("blob {d} is referenced twice; writing it once");
+            }
+        }
+        for d in &new {
+            let present = source.open_blob(d).map_err(|e| OciError::Source {
+                digest: *d,
+                source: e,
+            })?;
+            if present.is_none() {
+                return Err(OciError::MissingBlob(*d));
+            }
+        }
+        let doomed = |d: &SifDescriptor| match d.oci_digest() {
+            Some(Ok(digest)) => !keep.contains(&digest),
+            _ => false,
+        };
+        let freed = self.sif.descriptors().filter(|(_, d)| doomed(d)).count();
+        let free = self.sif.free_slots();
+        if free + freed < new.len() + 1 {
+            return Err(OciError::InsufficientCapacity {
+                needed: new.len() + 1,
+                available: free + freed,
+                free,
+                freed,
+            });
+        }
+
+        let deleted = self.sif.delete_objects(
+            doomed,
+            DeleteOptions {
+                zero: true,
+                compact: true,
+                time: ChangeTime::Auto,
+            },
+        )?;
+        for d in &new {
+            self.append_blob(DataType::OciBlob, d, source)?;
+        }
+        self.append_root_index(new_index)?;
+        self.reindex()?;
+        Ok(UpdateOutcome {
+            unchanged: false,
+            deleted,
+            added: new.len() + 1,
+        })
+    }
+
+    /// Deletes every blob with this digest, zeroing it and truncating the file when it
+    /// was at the end; the root index is not touched (oci-tools `RemoveBlob`).
+    pub fn remove_blob(&mut self, digest: &Digest) -> Result<()> {
+        self.sif.delete_objects(
+            |d| {
+                d.data_type() == DataType::OciBlob
+                    && d.oci_digest().and_then(|r| r.ok()) == Some(*digest)
+            },
+            DeleteOptions {
+                zero: true,
+                compact: true,
+                time: ChangeTime::Auto,
+            },
+        )?;
+        self.reindex()
+    }
+
+    fn append_blob(
+        &mut self,
+        kind: DataType,
+        digest: &Digest,
+        source: &dyn BlobSource,
+    ) -> Result<()> {
+        let (_, reader) = source
+            .open_blob(digest)
+            .map_err(|e| OciError::Source {
+                digest: *digest,
+                source: e,
+            })?
+            .ok_or(OciError::MissingBlob(*digest))?;
+        let id = self
+            .sif
+            .add_object(ObjectInput::new(kind, reader), ChangeTime::Auto)?;
+        let written = self
+            .sif
+            .descriptor_by_id(id)?
+            .oci_digest()
+            .expect("OCI objects carry a digest")?;
+        if written != *digest {
+            return Err(OciError::DigestMismatch {
+                expected: *digest,
+                actual: written,
+            });
+        }
+        Ok(())
+    }
+
+    fn append_root_index(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sif.add_object(
+            ObjectInput::new(DataType::OciRootIndex, bytes),
+            ChangeTime::Auto,
+        )?;
+        Ok(())
+    }
+
+    fn reindex(&mut self) -> Result<()> {
+        self.root_slot = match ImageKind::of(&self.sif) {
+            ImageKind::OciSif { root_slot } => root_slot,
+            ImageKind::Native => return Err(OciError::NotOciSif),
+            ImageKind::Ambiguous { slots } => {
+                return Err(OciError::MultipleRootIndexes {
+                    count: slots.len(),
+                    slots,
+                })
+            }
+        };
+        self.blobs = index_blobs(&self.sif)?;
+        Ok(())
+    }
+
+    /// Wraps a freshly written image (its root index is known to be in place).
+    pub(crate) fn from_written(sif: SifImage) -> Result<OciSif> {
+        let mut image = OciSif {
+            sif,
+            root_slot: 0,
+            blobs: HashMap::new(),
+        };
+        image.reindex()?;
+        Ok(image)
+    }
+}
+
+impl BlobSource for OciSif {
+    fn open_blob(
+        &self,
+        digest: &Digest,
+    ) -> std::io::Result<Option<(u64, Box<dyn std::io::Read + '_>)>> {
+        Ok(self.blob(digest).map(|d| {
+            (
+                d.size as u64,
+                Box::new(self.sif.object_reader(d)) as Box<dyn std::io::Read>,
+            )
+        }))
+    }
+}
+
+fn recorded_digest(slot: usize, d: &SifDescriptor) -> Result<Digest> {
+    d.oci_digest()
+        .expect("only OCI descriptors are asked for a digest")
+        .map_err(|e| {
+            OciError::Sif(SifError::InvalidDescriptor {
+                slot,
+                id: d.id,
+                problem: e.to_string(),
+            })
+        })
+}
+
+/// Maps every blob digest to its first slot; later duplicates are logged and ignored, as
+/// a reader must tolerate what upstream's non-deduplicating writer produces.
+fn index_blobs(sif: &SifImage) -> Result<HashMap<Digest, usize>> {
+    let mut blobs = HashMap::new();
+    for (slot, d) in sif.descriptors() {
+        if !d.data_type().is_oci() {
+            continue;
+        }
+        let digest = recorded_digest(slot, d)?;
+        if d.data_type() != DataType::OciBlob {
+            continue;
+        }
+        if let Some(first) = blobs.get(&digest) {
+            log::warn!(
+                "blob {digest} is stored twice (slots {first} and {slot}); using slot {first}"
+            );
+            continue;
+        }
+        blobs.insert(digest, slot);
+    }
+    Ok(blobs)
+}

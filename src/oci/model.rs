@@ -1,0 +1,338 @@
+//! The OCI documents sifmount reads and writes itself: descriptors, indexes and
+//! manifests, with the field order go-containerregistry uses (spec/SIF.md §7.4,
+//! spec/COSIGN.md §2.1).
+//!
+//! Parsing is lenient where real files are (`"manifests":null`, `{}` as a root index,
+//! Docker media types, pretty-printed input); writing is exact. Fields this model does
+//! not know are dropped on re-serialization, as they are upstream.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::error::{OciError, Result};
+use super::gojson::{write_str, write_string_map, GoObject};
+use super::media_type;
+use crate::sif::Digest;
+
+/// The annotation that names an entry of an index.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    #[serde(default)]
+    pub size: i64,
+    pub digest: Digest,
+    /// Embedded content, base64 as stored.
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+}
+
+impl Descriptor {
+    /// A descriptor of `bytes` with this media type.
+    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            size: bytes.len() as i64,
+            digest: Digest::of(bytes),
+            data: None,
+            urls: None,
+            annotations: None,
+            platform: None,
+            artifact_type: None,
+        }
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// The `org.opencontainers.image.ref.name` annotation.
+    pub fn ref_name(&self) -> Option<&str> {
+        self.annotation(REF_NAME)
+    }
+
+    pub fn set_annotation(&mut self, key: &str, value: &str) {
+        self.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), value.to_string());
+    }
+
+    /// Removes an annotation, dropping the map when it becomes empty (Go omits it then).
+    pub fn remove_annotation(&mut self, key: &str) {
+        if let Some(m) = self.annotations.as_mut() {
+            m.remove(key);
+            if m.is_empty() {
+                self.annotations = None;
+            }
+        }
+    }
+
+    /// Go field order: mediaType, size, digest, data, urls, annotations, platform,
+    /// artifactType.
+    pub fn write_go(&self, out: &mut String) {
+        let mut o = GoObject::begin(out);
+        o.str("mediaType", &self.media_type);
+        o.int("size", self.size);
+        o.str("digest", &self.digest.to_string());
+        o.str_opt("data", self.data.as_deref());
+        if let Some(urls) = self.urls.as_ref().filter(|u| !u.is_empty()) {
+            write_str_array(o.key("urls"), urls);
+        }
+        if let Some(a) = self.annotations.as_ref().filter(|a| !a.is_empty()) {
+            write_string_map(o.key("annotations"), a);
+        }
+        if let Some(p) = &self.platform {
+            p.write_go(o.key("platform"));
+        }
+        o.str_opt("artifactType", self.artifact_type.as_deref());
+        o.end();
+    }
+}
+
+/// The platform of an index entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, rename = "os.version")]
+    pub os_version: Option<String>,
+    #[serde(default, rename = "os.features")]
+    pub os_features: Option<Vec<String>>,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+}
+
+impl Platform {
+    fn write_go(&self, out: &mut String) {
+        let mut o = GoObject::begin(out);
+        o.str("architecture", &self.architecture);
+        o.str("os", &self.os);
+        o.str_opt("os.version", self.os_version.as_deref());
+        if let Some(f) = self.os_features.as_ref().filter(|f| !f.is_empty()) {
+            write_str_array(o.key("os.features"), f);
+        }
+        o.str_opt("variant", self.variant.as_deref());
+        if let Some(f) = self.features.as_ref().filter(|f| !f.is_empty()) {
+            write_str_array(o.key("features"), f);
+        }
+        o.end();
+    }
+
+    /// `os/arch[/variant]`, as container tools print it.
+    pub fn to_path(&self) -> String {
+        match self.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => format!("{}/{}/{}", self.os, self.architecture, v),
+            None => format!("{}/{}", self.os, self.architecture),
+        }
+    }
+}
+
+/// An image index (OCI) or manifest list (Docker), including the root index.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    #[serde(default)]
+    pub schema_version: i64,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// `None` is Go's nil slice, written as `null` (an index whose entries were all
+    /// removed); `Some(vec![])` is written as `[]`.
+    #[serde(default)]
+    pub manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+}
+
+impl Index {
+    /// An empty OCI index (`[]`, as `SIFEmpty` writes it).
+    pub fn empty() -> Index {
+        Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_string()),
+            manifests: Some(Vec::new()),
+            annotations: None,
+            subject: None,
+        }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Index> {
+        serde_json::from_slice(bytes).map_err(|e| OciError::Json {
+            what: "image index".into(),
+            source: e,
+        })
+    }
+
+    pub fn entries(&self) -> &[Descriptor] {
+        self.manifests.as_deref().unwrap_or(&[])
+    }
+
+    /// Compact JSON in go-containerregistry's field order: schemaVersion, mediaType,
+    /// manifests, annotations, subject.
+    pub fn to_go_json(&self) -> Vec<u8> {
+        let mut out = String::new();
+        let mut o = GoObject::begin(&mut out);
+        o.int("schemaVersion", self.schema_version);
+        o.str_opt("mediaType", self.media_type.as_deref());
+        let m = o.key("manifests");
+        match &self.manifests {
+            None => m.push_str("null"),
+            Some(list) => write_descriptor_array(m, list),
+        }
+        if let Some(a) = self.annotations.as_ref().filter(|a| !a.is_empty()) {
+            write_string_map(o.key("annotations"), a);
+        }
+        if let Some(s) = &self.subject {
+            s.write_go(o.key("subject"));
+        }
+        o.end();
+        out.into_bytes()
+    }
+
+    /// Appends an entry at the end. With a reference name, the name moves to the new
+    /// entry: any other entry carrying it loses the annotation but stays
+    /// (oci-tools `OptAppendReference`).
+    pub fn append(&mut self, mut entry: Descriptor, ref_name: Option<&str>) {
+        let list = self.manifests.get_or_insert_with(Vec::new);
+        if let Some(name) = ref_name {
+            for e in list.iter_mut().filter(|e| e.ref_name() == Some(name)) {
+                e.remove_annotation(REF_NAME);
+            }
+            entry.set_annotation(REF_NAME, name);
+        }
+        list.push(entry);
+    }
+
+    /// Removes every entry `matches` selects; returns how many. An index left with no
+    /// entries has a nil list, as upstream's.
+    pub fn remove(&mut self, matches: impl Fn(&Descriptor) -> bool) -> usize {
+        let Some(list) = self.manifests.as_mut() else {
+            return 0;
+        };
+        let before = list.len();
+        list.retain(|e| !matches(e));
+        let removed = before - list.len();
+        if removed > 0 && list.is_empty() {
+            self.manifests = None;
+        }
+        removed
+    }
+}
+
+/// An image manifest (OCI or Docker schema 2).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    #[serde(default)]
+    pub schema_version: i64,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+}
+
+impl Manifest {
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        serde_json::from_slice(bytes).map_err(|e| OciError::Json {
+            what: "image manifest".into(),
+            source: e,
+        })
+    }
+
+    /// Compact JSON in go-containerregistry's field order: schemaVersion, mediaType,
+    /// config, layers, annotations, subject, artifactType.
+    pub fn to_go_json(&self) -> Vec<u8> {
+        let mut out = String::new();
+        let mut o = GoObject::begin(&mut out);
+        o.int("schemaVersion", self.schema_version);
+        o.str_opt("mediaType", self.media_type.as_deref());
+        self.config.write_go(o.key("config"));
+        write_descriptor_array(o.key("layers"), &self.layers);
+        if let Some(a) = self.annotations.as_ref().filter(|a| !a.is_empty()) {
+            write_string_map(o.key("annotations"), a);
+        }
+        if let Some(s) = &self.subject {
+            s.write_go(o.key("subject"));
+        }
+        o.str_opt("artifactType", self.artifact_type.as_deref());
+        o.end();
+        out.into_bytes()
+    }
+
+    /// What go-containerregistry ≥ 0.21.6 records as an index entry's `artifactType`:
+    /// the manifest's own, else its config media type.
+    pub fn effective_artifact_type(&self) -> &str {
+        self.artifact_type
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or(&self.config.media_type)
+    }
+}
+
+fn write_descriptor_array(out: &mut String, list: &[Descriptor]) {
+    out.push('[');
+    for (i, d) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        d.write_go(out);
+    }
+    out.push(']');
+}
+
+fn write_str_array(out: &mut String, list: &[String]) {
+    out.push('[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, s);
+    }
+    out.push(']');
+}
+
+/// Just enough of any manifest or index to walk what it references.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct References {
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    pub manifests: Option<Vec<Descriptor>>,
+}
+
+impl References {
+    pub fn parse(bytes: &[u8], digest: &Digest) -> Result<References> {
+        serde_json::from_slice(bytes).map_err(|e| OciError::Json {
+            what: format!("manifest {digest}"),
+            source: e,
+        })
+    }
+}

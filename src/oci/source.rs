@@ -1,0 +1,117 @@
+//! Where new blobs come from when writing or updating an OCI-SIF.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::sif::Digest;
+
+/// A read-only store of blobs by digest.
+pub trait BlobSource {
+    /// The blob's size and a reader over its bytes; `None` when this source does not hold
+    /// it.
+    fn open_blob(&self, digest: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>>;
+
+    /// Reads a whole blob (for manifests and other small documents).
+    fn read_blob(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
+        match self.open_blob(digest)? {
+            None => Ok(None),
+            Some((size, mut r)) => {
+                let mut v = Vec::with_capacity(size.min(1 << 24) as usize);
+                r.read_to_end(&mut v)?;
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
+/// Blobs held in memory, keyed by their own digest.
+#[derive(Default, Clone, Debug)]
+pub struct MemBlobs(HashMap<Digest, Vec<u8>>);
+
+impl MemBlobs {
+    pub fn new() -> MemBlobs {
+        MemBlobs::default()
+    }
+
+    /// Adds a blob and returns its digest.
+    pub fn insert(&mut self, bytes: Vec<u8>) -> Digest {
+        let d = Digest::of(&bytes);
+        self.0.insert(d, bytes);
+        d
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl BlobSource for MemBlobs {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>> {
+        Ok(self
+            .0
+            .get(digest)
+            .map(|b| (b.len() as u64, Box::new(b.as_slice()) as Box<dyn Read>)))
+    }
+}
+
+/// An OCI image layout directory (`blobs/sha256/<hex>`).
+#[derive(Clone, Debug)]
+pub struct LayoutDir(PathBuf);
+
+impl LayoutDir {
+    pub fn new(path: impl AsRef<Path>) -> LayoutDir {
+        LayoutDir(path.as_ref().to_path_buf())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The layout's `index.json` bytes.
+    pub fn index_bytes(&self) -> io::Result<Vec<u8>> {
+        std::fs::read(self.0.join("index.json"))
+    }
+}
+
+impl BlobSource for LayoutDir {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>> {
+        let p = self.0.join("blobs/sha256").join(digest.hex());
+        match File::open(&p) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                Ok(Some((len, Box::new(f))))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Several sources, asked in order.
+pub struct Sources<'a>(pub Vec<&'a dyn BlobSource>);
+
+impl BlobSource for Sources<'_> {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>> {
+        for s in &self.0 {
+            if let Some(b) = s.open_blob(digest)? {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A source with no blobs (for updates that only remove or reorder).
+pub struct NoBlobs;
+
+impl BlobSource for NoBlobs {
+    fn open_blob(&self, _: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>> {
+        Ok(None)
+    }
+}

@@ -14,7 +14,7 @@ mod write;
 
 pub use error::{OciError, Result};
 pub use image::{BlobMismatch, ImageKind, OciSif, UpdateOutcome};
-pub use model::{Descriptor, Index, Manifest, Platform, REF_NAME};
+pub use model::{Descriptor, EntryStyle, Index, Manifest, Platform, REF_NAME};
 pub use source::{BlobSource, LayoutDir, MemBlobs, NoBlobs, Sources};
 pub use write::{write_oci_sif, write_oci_sif_at_path};
 

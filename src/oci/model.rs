@@ -237,6 +237,41 @@ impl Index {
     }
 }
 
+/// How an update writes the root-index entries it adds (spec/SIF.md §8.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryStyle {
+    /// SingularityCE ≤ 4.4 (go-containerregistry < 0.21.6): no `artifactType`.
+    Singularity44,
+    /// SingularityCE 4.5: added entries carry `artifactType`, written after
+    /// `annotations`. What sifmount writes.
+    Singularity45,
+}
+
+impl Index {
+    /// Replaces the entry named `ref_name` (if any) by a new entry for `manifest`, at the
+    /// end of the list and carrying that name: oci-tools `ReplaceImage` with
+    /// `match.Name(ref_name)` and `OptAppendReference(ref_name)`, as SingularityCE uses it to
+    /// store a cosign signature image.
+    pub fn replace_named(
+        &mut self,
+        ref_name: &str,
+        manifest_bytes: &[u8],
+        manifest: &Manifest,
+        style: EntryStyle,
+    ) {
+        self.remove(|e| e.ref_name() == Some(ref_name));
+        let media_type = manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string());
+        let mut entry = Descriptor::of(&media_type, manifest_bytes);
+        if style == EntryStyle::Singularity45 {
+            entry.artifact_type = Some(manifest.effective_artifact_type().to_string());
+        }
+        self.append(entry, Some(ref_name));
+    }
+}
+
 /// An image manifest (OCI or Docker schema 2).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

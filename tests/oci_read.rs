@@ -217,3 +217,84 @@ fn verify_reports_a_changed_byte() {
     assert_eq!(bad[0].recorded, Digest::of(b"layer bytes"));
     assert_ne!(bad[0].actual, bad[0].recorded);
 }
+
+#[test]
+fn broken_oci_sifs_say_what_is_wrong() {
+    use sifmount::sif::{ChangeTime, Extra};
+    // A blob whose recorded digest is not hex.
+    let (_, mut sif) = mem_image(vec![
+        ObjectInput::new(DataType::OciBlob, &b"blob"[..]),
+        ObjectInput::new(DataType::OciRootIndex, &b"{}"[..]),
+    ]);
+    let bad = format!("sha256:{}", "zz".repeat(32));
+    sif.set_metadata(1, Extra::Other(bad.clone().into_bytes()), ChangeTime::Auto)
+        .unwrap();
+    let err = OciSif::from_sif(sif).unwrap_err().to_string();
+    assert!(err.contains("slot 0 (id 1)") && err.contains(&bad), "{err}");
+
+    // A digest of another algorithm.
+    let (_, mut sif) = mem_image(vec![ObjectInput::new(DataType::OciRootIndex, &b"{}"[..])]);
+    sif.set_metadata(1, Extra::Other(b"sha512:00".to_vec()), ChangeTime::Auto)
+        .unwrap();
+    let err = OciSif::from_sif(sif).unwrap_err().to_string();
+    assert!(err.contains("sha512:00"), "{err}");
+
+    // A root index that is not JSON, and one that is empty.
+    for bytes in [&b"not json"[..], &b""[..], &b"{\"manifests\":[{]}"[..]] {
+        let (_, sif) = mem_image(vec![ObjectInput::new(DataType::OciRootIndex, bytes)]);
+        let err = OciSif::from_sif(sif).unwrap_err().to_string();
+        assert!(
+            err.contains("root index (slot 0, id 1)") && err.contains("JSON"),
+            "{err}"
+        );
+    }
+
+    // A root index whose entries are not descriptors parses lazily and fails with the
+    // reason when used.
+    let (_, sif) = mem_image(vec![ObjectInput::new(
+        DataType::OciRootIndex,
+        &br#"{"manifests":[{"digest":"md5:00"}]}"#[..],
+    )]);
+    let image = OciSif::from_sif(sif).unwrap();
+    let err = image.root_index().unwrap_err().to_string();
+    assert!(err.contains("md5:00"), "{err}");
+}
+
+#[test]
+fn update_refuses_unknown_media_types_and_missing_blobs_without_changing_anything() {
+    use sifmount::oci::{Descriptor, Index, MemBlobs, NoBlobs};
+    let mem = Arc::new(MemStorage::default());
+    let mut image = sifmount::oci::write_oci_sif(
+        Box::new(mem.clone()),
+        &Index::empty().to_go_json(),
+        &NoBlobs,
+        4,
+    )
+    .unwrap();
+    let before = mem.to_vec();
+
+    let mut idx = Index::empty();
+    idx.append(Descriptor::of("text/plain", b"hello"), None);
+    let mut blobs = MemBlobs::new();
+    blobs.insert(b"hello".to_vec());
+    let err = image
+        .update_root_index(&idx.to_go_json(), &blobs)
+        .unwrap_err();
+    assert!(err.to_string().contains("text/plain"), "{err}");
+    assert_eq!(mem.to_vec(), before);
+
+    let mut idx = Index::empty();
+    idx.append(Descriptor::of(media_type::OCI_MANIFEST, b"{}"), None);
+    let err = image
+        .update_root_index(&idx.to_go_json(), &NoBlobs)
+        .unwrap_err();
+    assert!(matches!(err, OciError::MissingBlob(_)), "{err}");
+    assert_eq!(mem.to_vec(), before);
+
+    // The same index again is a no-op.
+    let out = image
+        .update_root_index(&Index::empty().to_go_json(), &NoBlobs)
+        .unwrap();
+    assert!(out.unchanged);
+    assert_eq!(mem.to_vec(), before);
+}

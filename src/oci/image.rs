@@ -111,7 +111,7 @@ impl OciSif {
                 root_slot,
                 image.root_index_descriptor().id
             ),
-            problem: e.to_string(),
+            problem: format!("not valid JSON: {e}"),
         })?;
         Ok(image)
     }

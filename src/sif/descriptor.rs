@@ -158,6 +158,11 @@ pub mod sbom_format {
 }
 
 /// The "extra" field read according to the object's data type (spec/SIF.md §4.3).
+///
+/// The signature variant holds the whole 256-byte entity field inline: an `Extra` is a
+/// short-lived value decoded from a 585-byte descriptor, and boxing the entity would add
+/// an allocation to every decode to save stack space nobody is short of.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Extra {
     Partition {
@@ -167,7 +172,8 @@ pub enum Extra {
     },
     Signature {
         hash_type: i32,
-        /// The signer's fingerprint: the first 20 bytes of the entity field, `None` when zero.
+        /// The entity field; an OpenPGP signer's fingerprint is its first 20 bytes, all
+        /// zero when there is none (DSSE signatures).
         entity: [u8; 256],
     },
     CryptoMessage {

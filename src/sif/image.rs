@@ -809,8 +809,12 @@ fn validate_header(h: &Header, file_len: u64) -> Result<()> {
             h.descriptors_offset
         ));
     }
-    let table_end = h.descriptors_offset.checked_add(h.descriptors_size);
-    if table_end.is_none_or(|end| end as u64 > file_len) {
+    // A `match` rather than `Option::is_none_or`, which is newer than the crate's MSRV.
+    let table_fits = match h.descriptors_offset.checked_add(h.descriptors_size) {
+        Some(end) => end as u64 <= file_len,
+        None => false,
+    };
+    if !table_fits {
         return bad(format!(
             "descriptor table [{}, +{}) extends past the end of the file ({file_len} bytes)",
             h.descriptors_offset, h.descriptors_size
@@ -842,18 +846,28 @@ fn validate_descriptors(h: &Header, slots: &[Descriptor], file_len: u64) -> Resu
         if let Some(other) = ids.insert(d.id, slot) {
             return bad(format!("object ID {} is also used by slot {other}", d.id));
         }
-        if d.offset < 0 || d.size < 0 {
-            return bad(format!("negative offset {} or size {}", d.offset, d.size));
+        // Name the field that is wrong: a message quoting a valid offset next to a
+        // negative size sends the reader looking in the wrong place.
+        if d.offset < 0 {
+            return bad(format!("negative offset {}", d.offset));
         }
-        let end = match d.offset.checked_add(d.size) {
-            Some(e) if e as u64 <= file_len => e,
-            _ => {
-                return bad(format!(
-                    "object [{}, +{}) extends past the end of the file ({file_len} bytes)",
-                    d.offset, d.size
-                ))
-            }
+        if d.size < 0 {
+            return bad(format!("negative size {}", d.size));
+        }
+        // An end beyond i64 is a corrupt descriptor, not a large file: say so rather
+        // than report it as past the end.
+        let Some(end) = d.offset.checked_add(d.size) else {
+            return bad(format!(
+                "offset {} + size {} overflows a 64-bit file offset",
+                d.offset, d.size
+            ));
         };
+        if end as u64 > file_len {
+            return bad(format!(
+                "object [{}, +{}) extends past the end of the file ({file_len} bytes)",
+                d.offset, d.size
+            ));
+        }
         if d.size == 0 {
             continue;
         }

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use super::error::{OciError, Result};
 use super::model::Index;
-use super::source::BlobSource;
+use super::source::{require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
+use super::write::append_blob;
 use crate::sif::{
     ChangeTime, DataType, DeleteOptions, Descriptor as SifDescriptor, Digest, ObjectInput,
     OpenMode, SifError, SifImage,
@@ -216,13 +217,7 @@ impl OciSif {
             if self.blobs.contains_key(d) {
                 return self.read_blob(d);
             }
-            source
-                .read_blob(d)
-                .map_err(|e| OciError::Source {
-                    digest: *d,
-                    source: e,
-                })?
-                .ok_or(OciError::MissingBlob(*d))
+            require_bytes(source, d)
         };
         let wanted = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::Reject)?;
 
@@ -239,13 +234,7 @@ impl OciSif {
             }
         }
         for d in &new {
-            let present = source.open_blob(d).map_err(|e| OciError::Source {
-                digest: *d,
-                source: e,
-            })?;
-            if present.is_none() {
-                return Err(OciError::MissingBlob(*d));
-            }
+            require_blob(source, d)?;
         }
         let doomed = |d: &SifDescriptor| match d.oci_digest() {
             Some(Ok(digest)) => !keep.contains(&digest),
@@ -271,7 +260,7 @@ impl OciSif {
             },
         )?;
         for d in &new {
-            self.append_blob(DataType::OciBlob, d, source)?;
+            append_blob(&mut self.sif, d, source)?;
         }
         self.append_root_index(new_index)?;
         self.reindex()?;
@@ -297,36 +286,6 @@ impl OciSif {
             },
         )?;
         self.reindex()
-    }
-
-    fn append_blob(
-        &mut self,
-        kind: DataType,
-        digest: &Digest,
-        source: &dyn BlobSource,
-    ) -> Result<()> {
-        let (_, reader) = source
-            .open_blob(digest)
-            .map_err(|e| OciError::Source {
-                digest: *digest,
-                source: e,
-            })?
-            .ok_or(OciError::MissingBlob(*digest))?;
-        let id = self
-            .sif
-            .add_object(ObjectInput::new(kind, reader), ChangeTime::Auto)?;
-        let written = self
-            .sif
-            .descriptor_by_id(id)?
-            .oci_digest()
-            .expect("OCI objects carry a digest")?;
-        if written != *digest {
-            return Err(OciError::DigestMismatch {
-                expected: *digest,
-                actual: written,
-            });
-        }
-        Ok(())
     }
 
     fn append_root_index(&mut self, bytes: &[u8]) -> Result<()> {

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::error::{OciError, Result};
 use crate::sif::Digest;
 
 /// A read-only store of blobs by digest.
@@ -114,4 +115,29 @@ impl BlobSource for NoBlobs {
     fn open_blob(&self, _: &Digest) -> io::Result<Option<(u64, Box<dyn Read + '_>)>> {
         Ok(None)
     }
+}
+
+/// A blob that must be in `source`: its size and reader, or an error naming it.
+pub(crate) fn require_blob<'s>(
+    source: &'s dyn BlobSource,
+    digest: &Digest,
+) -> Result<(u64, Box<dyn Read + 's>)> {
+    source
+        .open_blob(digest)
+        .map_err(|e| OciError::Source {
+            digest: *digest,
+            source: e,
+        })?
+        .ok_or(OciError::MissingBlob(*digest))
+}
+
+/// A whole blob that must be in `source`.
+pub(crate) fn require_bytes(source: &dyn BlobSource, digest: &Digest) -> Result<Vec<u8>> {
+    source
+        .read_blob(digest)
+        .map_err(|e| OciError::Source {
+            digest: *digest,
+            source: e,
+        })?
+        .ok_or(OciError::MissingBlob(*digest))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::error::{OciError, Result};
 use super::image::OciSif;
 use super::model::Index;
-use super::source::BlobSource;
+use super::source::{require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
 use crate::sif::{
     ChangeTime, CreateOptions, DataType, Digest, ObjectInput, SifError, SifImage, Storage,
@@ -24,29 +24,12 @@ pub fn write_oci_sif(
     spare: i64,
 ) -> Result<OciSif> {
     let index = Index::parse(root_index)?;
-    let fetch = |d: &Digest| -> Result<Vec<u8>> {
-        source
-            .read_blob(d)
-            .map_err(|e| OciError::Source {
-                digest: *d,
-                source: e,
-            })?
-            .ok_or(OciError::MissingBlob(*d))
-    };
+    let fetch = |d: &Digest| require_bytes(source, d);
     let order = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::WriteBlob)?;
     let mut seen = HashSet::new();
     let unique: Vec<Digest> = order.into_iter().filter(|d| seen.insert(*d)).collect();
     for d in &unique {
-        if source
-            .open_blob(d)
-            .map_err(|e| OciError::Source {
-                digest: *d,
-                source: e,
-            })?
-            .is_none()
-        {
-            return Err(OciError::MissingBlob(*d));
-        }
+        require_blob(source, d)?;
     }
     if spare < 0 {
         return Err(
@@ -59,27 +42,7 @@ pub fn write_oci_sif(
     };
     let mut sif = SifImage::create(storage, &opts, Vec::new())?;
     for d in &unique {
-        let (_, reader) = source
-            .open_blob(d)
-            .map_err(|e| OciError::Source {
-                digest: *d,
-                source: e,
-            })?
-            .ok_or(OciError::MissingBlob(*d))?;
-        let id = sif.add_object(
-            ObjectInput::new(DataType::OciBlob, reader),
-            ChangeTime::Auto,
-        )?;
-        let written = sif
-            .descriptor_by_id(id)?
-            .oci_digest()
-            .expect("OCI objects carry a digest")?;
-        if written != *d {
-            return Err(OciError::DigestMismatch {
-                expected: *d,
-                actual: written,
-            });
-        }
+        append_blob(&mut sif, d, source)?;
     }
     sif.add_object(
         ObjectInput::new(DataType::OciRootIndex, root_index),
@@ -123,4 +86,29 @@ pub fn write_oci_sif_at_path(
             },
         }
     })
+}
+
+/// Appends one blob from `source` as an OCI blob object and checks that the bytes hash
+/// to the digest they were asked for.
+pub(crate) fn append_blob(
+    sif: &mut SifImage,
+    digest: &Digest,
+    source: &dyn BlobSource,
+) -> Result<()> {
+    let (_, reader) = require_blob(source, digest)?;
+    let id = sif.add_object(
+        ObjectInput::new(DataType::OciBlob, reader),
+        ChangeTime::Auto,
+    )?;
+    let written = sif
+        .descriptor_by_id(id)?
+        .oci_digest()
+        .expect("OCI objects carry a digest")?;
+    if written != *digest {
+        return Err(OciError::DigestMismatch {
+            expected: *digest,
+            actual: written,
+        });
+    }
+    Ok(())
 }

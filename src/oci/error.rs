@@ -4,6 +4,12 @@ use crate::sif::{Digest, SifError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: Box<OciError>,
+    },
     #[error(transparent)]
     Sif(#[from] SifError),
     #[error("not an OCI-SIF: the image has no OCI root index")]
@@ -39,6 +45,20 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl OciError {
+    /// Attaches the image path, once (SIF errors carry it in their own wrapper).
+    pub fn in_file(self, path: &str) -> OciError {
+        match self {
+            OciError::File { .. } => self,
+            OciError::Sif(s) => OciError::Sif(s.in_file(path)),
+            other => OciError::File {
+                path: path.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, OciError>;

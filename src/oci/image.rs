@@ -74,13 +74,7 @@ impl OciSif {
     pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<OciSif> {
         let shown = path.as_ref().display().to_string();
         let sif = SifImage::open(path, mode)?;
-        OciSif::from_sif(sif).map_err(|e| match e {
-            OciError::Sif(s) => OciError::Sif(s.in_file(&shown)),
-            other => OciError::Invalid {
-                what: shown,
-                problem: other.to_string(),
-            },
-        })
+        OciSif::from_sif(sif).map_err(|e| e.in_file(&shown))
     }
 
     /// Checks that `sif` is an OCI-SIF: exactly one root index, every OCI digest

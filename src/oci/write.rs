@@ -78,13 +78,7 @@ pub fn write_oci_sif_at_path(
         })?;
     write_oci_sif(Box::new(file), root_index, source, spare).map_err(|e| {
         let _ = std::fs::remove_file(path);
-        match e {
-            OciError::Sif(s) => OciError::Sif(s.in_file(&shown)),
-            other => OciError::Invalid {
-                what: shown,
-                problem: other.to_string(),
-            },
-        }
+        e.in_file(&shown)
     })
 }
 

@@ -1,10 +1,10 @@
 //! Descriptors (spec/SIF.md §4): the 585-byte records of the descriptor table and the
 //! typed "extra" metadata of each data type.
 
+use super::arch_name;
 use super::bytes::*;
 use super::digest::Digest;
 use super::error::{Result, SifError};
-use super::arch_name;
 
 pub const DESCRIPTOR_SIZE: usize = 585;
 pub const NAME_LEN: usize = 128;

@@ -27,7 +27,11 @@ pub enum SifError {
     #[error("invalid SIF header: {0}")]
     InvalidHeader(String),
     #[error("descriptor in slot {slot} (id {id}): {problem}")]
-    InvalidDescriptor { slot: usize, id: u32, problem: String },
+    InvalidDescriptor {
+        slot: usize,
+        id: u32,
+        problem: String,
+    },
     #[error("insufficient descriptor capacity to add data object(s) to image ({free} free, {needed} needed)")]
     InsufficientCapacity { free: i64, needed: i64 },
     #[error("object not found")]
@@ -38,7 +42,9 @@ pub enum SifError {
     PrimaryPartitionExists,
     #[error("object {id} is not a partition")]
     NotPartition { id: u32 },
-    #[error("object {id} is a partition of type {part_type}, only system partitions can become primary")]
+    #[error(
+        "object {id} is a partition of type {part_type}, only system partitions can become primary"
+    )]
     NotSystemPartition { id: u32, part_type: i32 },
     #[error("object {id} is not an OCI blob or root index")]
     NotOciObject { id: u32 },

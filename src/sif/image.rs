@@ -10,7 +10,9 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::descriptor::{part_type, DataType, Descriptor, Extra, Link, DESCRIPTOR_SIZE, GROUP_MASK};
+use super::descriptor::{
+    part_type, DataType, Descriptor, Extra, Link, DESCRIPTOR_SIZE, GROUP_MASK,
+};
 use super::digest::{Digest, Hasher};
 use super::error::{Result, SifError};
 use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
@@ -128,9 +130,8 @@ impl<'a> ObjectInput<'a> {
         part_type: i32,
         arch: &str,
     ) -> Result<ObjectInput<'a>> {
-        Ok(ObjectInput::new(DataType::Partition, data).extra(Extra::partition(
-            fs_type, part_type, arch,
-        )?))
+        Ok(ObjectInput::new(DataType::Partition, data)
+            .extra(Extra::partition(fs_type, part_type, arch)?))
     }
 
     /// Group `g`; 0 means no group.
@@ -178,7 +179,8 @@ impl<'a> ObjectInput<'a> {
                 });
             }
         }
-        if self.group_id & GROUP_MASK != 0 || matches!(self.link, Link::Group(g) if g & GROUP_MASK != 0)
+        if self.group_id & GROUP_MASK != 0
+            || matches!(self.link, Link::Group(g) if g & GROUP_MASK != 0)
         {
             return Err(SifError::InvalidArgument(format!(
                 "group IDs must be below {GROUP_MASK:#x}"
@@ -321,7 +323,8 @@ impl SifImage {
     ) -> Result<SifImage> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let file = create_file(path).map_err(|e| SifError::io("cannot create", e).in_file(&shown))?;
+        let file =
+            create_file(path).map_err(|e| SifError::io("cannot create", e).in_file(&shown))?;
         SifImage::create(Box::new(file), opts, objects).map_err(|e| {
             let _ = std::fs::remove_file(path);
             e.in_file(&shown)
@@ -656,10 +659,7 @@ impl SifImage {
             .slots
             .iter()
             .position(|d| !d.used)
-            .ok_or(SifError::InsufficientCapacity {
-                free: 0,
-                needed: 1,
-            })?;
+            .ok_or(SifError::InsufficientCapacity { free: 0, needed: 1 })?;
         let primary_arch = obj.primary_arch();
         if primary_arch.is_some() && self.slots.iter().any(|d| d.is_primary_partition()) {
             return Err(SifError::PrimaryPartitionExists);
@@ -831,7 +831,10 @@ fn validate_header(h: &Header, file_len: u64) -> Result<()> {
 fn validate_descriptors(h: &Header, slots: &[Descriptor], file_len: u64) -> Result<()> {
     let mut ids: HashMap<u32, usize> = HashMap::new();
     let mut extents: Vec<(i64, i64, usize)> = Vec::new();
-    let table = (h.descriptors_offset, h.descriptors_offset + h.descriptors_size);
+    let table = (
+        h.descriptors_offset,
+        h.descriptors_offset + h.descriptors_size,
+    );
     for (slot, d) in slots.iter().enumerate().filter(|(_, d)| d.used) {
         let bad = |problem: String| {
             Err(SifError::InvalidDescriptor {

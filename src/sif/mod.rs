@@ -14,15 +14,15 @@ pub mod integrity;
 mod storage;
 
 pub use descriptor::{
-    fs_type, hash_type, part_type, sbom_format, DataType, Descriptor, Extra, Link,
-    DESCRIPTOR_SIZE, EXTRA_LEN, GROUP_MASK, NAME_LEN,
+    fs_type, hash_type, part_type, sbom_format, DataType, Descriptor, Extra, Link, DESCRIPTOR_SIZE,
+    EXTRA_LEN, GROUP_MASK, NAME_LEN,
 };
 pub use digest::{Digest, Hasher};
 pub use error::{Result, SifError};
 pub use header::{format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC};
 pub use image::{
-    AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput, OpenMode, SetOptions, SifImage,
-    DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
+    AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput, OpenMode, SetOptions,
+    SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
 };
 pub use storage::{MemStorage, Storage};
 

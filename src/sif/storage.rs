@@ -93,7 +93,10 @@ impl Storage for MemStorage {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| too_big())?;
-        self.0.write().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .resize(len, 0);
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
@@ -120,7 +123,10 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
 }
 
 fn eof() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the image")
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "read past the end of the image",
+    )
 }
 
 fn too_big() -> io::Error {

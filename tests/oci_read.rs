@@ -298,3 +298,16 @@ fn update_refuses_unknown_media_types_and_missing_blobs_without_changing_anythin
     assert!(out.unchanged);
     assert_eq!(mem.to_vec(), before);
 }
+
+#[test]
+fn oversized_root_index_is_refused_not_loaded() {
+    let mut huge = vec![b' '; sifmount::oci::MAX_DOCUMENT_SIZE as usize + 1];
+    huge[0] = b'{';
+    *huge.last_mut().unwrap() = b'}';
+    let (_, sif) = mem_image(vec![ObjectInput::new(DataType::OciRootIndex, &huge[..])]);
+    let err = OciSif::from_sif(sif).unwrap_err().to_string();
+    assert!(
+        err.contains("root index") && err.contains("a JSON document may have"),
+        "{err}"
+    );
+}

@@ -14,6 +14,11 @@ use crate::sif::{
     OpenMode, SifError, SifImage,
 };
 
+/// The largest index, manifest or config read whole. Real ones are kilobytes (a root
+/// index listing a thousand signature images is about 250 KB); the bound keeps a hostile
+/// image from making a reader allocate the size of the file.
+pub const MAX_DOCUMENT_SIZE: i64 = 64 << 20;
+
 /// What a SIF holds, as SingularityCE decides it (spec/SIF.md §7.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageKind {
@@ -123,9 +128,14 @@ impl OciSif {
         &self.sif.slots()[self.root_slot]
     }
 
+    /// The slot of the root index in the descriptor table.
+    pub fn root_slot(&self) -> usize {
+        self.root_slot
+    }
+
     /// The root index bytes exactly as stored.
     pub fn root_index_bytes(&self) -> Result<Vec<u8>> {
-        Ok(self.sif.read_object(self.root_index_descriptor())?)
+        self.read_document(self.root_index_descriptor(), "root index")
     }
 
     pub fn root_index(&self) -> Result<Index> {
@@ -144,9 +154,24 @@ impl OciSif {
         v.into_iter().map(|(d, s)| (d, &self.sif.slots()[s]))
     }
 
-    /// A whole blob's bytes.
+    /// A whole blob's bytes, for JSON documents (manifests, indexes, configs): blobs over
+    /// [`MAX_DOCUMENT_SIZE`] are refused rather than loaded. Stream large blobs with
+    /// [`BlobSource::open_blob`].
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let d = self.blob(digest).ok_or(OciError::MissingBlob(*digest))?;
+        self.read_document(d, &format!("blob {digest}"))
+    }
+
+    fn read_document(&self, d: &SifDescriptor, what: &str) -> Result<Vec<u8>> {
+        if d.size > MAX_DOCUMENT_SIZE {
+            return Err(OciError::Invalid {
+                what: what.to_string(),
+                problem: format!(
+                    "{} bytes is more than the {MAX_DOCUMENT_SIZE} bytes a JSON document may have",
+                    d.size
+                ),
+            });
+        }
         Ok(self.sif.read_object(d)?)
     }
 

@@ -131,13 +131,24 @@ pub(crate) fn require_blob<'s>(
         .ok_or(OciError::MissingBlob(*digest))
 }
 
-/// A whole blob that must be in `source`.
+/// A whole JSON document (manifest or index) that must be in `source`, at most
+/// [`MAX_DOCUMENT_SIZE`](super::MAX_DOCUMENT_SIZE) bytes.
 pub(crate) fn require_bytes(source: &dyn BlobSource, digest: &Digest) -> Result<Vec<u8>> {
-    source
-        .read_blob(digest)
+    let (size, reader) = require_blob(source, digest)?;
+    let max = super::MAX_DOCUMENT_SIZE as u64;
+    if size > max {
+        return Err(OciError::Invalid {
+            what: format!("blob {digest}"),
+            problem: format!("{size} bytes is more than the {max} bytes a JSON document may have"),
+        });
+    }
+    let mut v = Vec::with_capacity(size as usize);
+    reader
+        .take(max + 1)
+        .read_to_end(&mut v)
         .map_err(|e| OciError::Source {
             digest: *digest,
             source: e,
-        })?
-        .ok_or(OciError::MissingBlob(*digest))
+        })?;
+    Ok(v)
 }

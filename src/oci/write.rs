@@ -23,6 +23,11 @@ pub fn write_oci_sif(
     source: &dyn BlobSource,
     spare: i64,
 ) -> Result<OciSif> {
+    if spare < 0 {
+        return Err(
+            SifError::InvalidArgument(format!("negative spare descriptor count {spare}")).into(),
+        );
+    }
     let index = Index::parse(root_index)?;
     let fetch = |d: &Digest| require_bytes(source, d);
     let order = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::WriteBlob)?;
@@ -30,11 +35,6 @@ pub fn write_oci_sif(
     let unique: Vec<Digest> = order.into_iter().filter(|d| seen.insert(*d)).collect();
     for d in &unique {
         require_blob(source, d)?;
-    }
-    if spare < 0 {
-        return Err(
-            SifError::InvalidArgument(format!("negative spare descriptor count {spare}")).into(),
-        );
     }
     let opts = CreateOptions {
         capacity: unique.len() as i64 + 1 + spare,

@@ -222,29 +222,14 @@ fn every_oci_tools_golden_has_a_case() {
     let mut count = 0;
     for generation in [CURRENT, PRE] {
         for dir in ["pkg/sif/testdata", "pkg/sourcesink/testdata/TestSIFWrite"] {
-            let root = upstream(&format!("{generation}/{dir}"));
-            for entry in walk(&root) {
-                if entry.extension().is_some_and(|e| e == "golden") {
-                    count += 1;
-                }
-            }
+            count += common::upstream_files_under(&format!("{generation}/{dir}"))
+                .iter()
+                .filter(|f| f.ends_with(".golden"))
+                .count();
         }
     }
     // 7 write + 33 update + 2 append-multiple + 2 remove-blob + 6 sourcesink.
     assert_eq!(count, 50, "golden files found; a new one needs a case");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The update algorithm refuses, before changing anything, an update that needs more

@@ -7,29 +7,21 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{testdata, upstream};
+use common::upstream;
 use sifmount::oci::{media_type, ImageKind, OciError, OciSif};
 use sifmount::sif::{CreateOptions, DataType, Digest, MemStorage, ObjectInput, OpenMode, SifImage};
 
 /// Every file under testdata/upstream that is a SIF (magic at offset 32).
 fn upstream_sifs() -> Vec<PathBuf> {
-    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if std::fs::read(&p)
+    common::upstream_files_under("")
+        .into_iter()
+        .map(|rel| upstream(&rel))
+        .filter(|p| {
+            std::fs::read(p)
                 .map(|b| b.len() >= 128 && &b[32..42] == b"SIF_MAGIC\0")
                 .unwrap_or(false)
-            {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&testdata().join("upstream"), &mut out);
-    out.sort();
-    out
+        })
+        .collect()
 }
 
 const REMOVED_LAYER: &str =

@@ -1190,28 +1190,6 @@ fn all_cases() -> Vec<Case> {
     .collect()
 }
 
-/// Every file under `dir` (relative to `testdata/upstream`), as relative paths.
-fn files_under(rel: &str) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let rel = path.strip_prefix(root).unwrap();
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    let root = upstream("");
-    let mut out = Vec::new();
-    walk(&root, &upstream(rel), &mut out);
-    out.sort();
-    out
-}
-
 /// Corpus images §1 leaves out: they carry PGP / DSSE signatures made with private keys
 /// (and, for the legacy ones, the old library's real UUIDs and times). `sif_images.rs`
 /// still opens and validates them.
@@ -1233,9 +1211,9 @@ fn every_golden_has_a_case() {
         "two cases compare against the same golden"
     );
 
-    let goldens: BTreeSet<String> = files_under(PKG_TESTDATA)
+    let goldens: BTreeSet<String> = common::upstream_files_under(PKG_TESTDATA)
         .into_iter()
-        .chain(files_under(CORPUS))
+        .chain(common::upstream_files_under(CORPUS))
         .filter(|f| !is_signed_corpus_image(f))
         .collect();
     let missing: Vec<_> = goldens.difference(&covered).collect();

@@ -16,32 +16,6 @@ use sifmount::sif::{
     fs_type, part_type, DataType, Extra, Link, OpenMode, SifImage, HEADER_SIZE, MAGIC,
 };
 
-/// Every file under `testdata/upstream`, relative to it, sorted.
-fn all_files() -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let entries =
-            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                out.push(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    let root = testdata().join("upstream");
-    let mut out = Vec::new();
-    walk(&root, &root, &mut out);
-    out.sort();
-    out
-}
-
 /// `.golden` files that are whole SIF images, by where they live. The other goldens of
 /// sylabs-sif (single descriptors, integrity streams) and of oci-tools' sourcesink
 /// (manifests, blobs) are not images.
@@ -73,7 +47,7 @@ fn has_sif_magic(path: &Path) -> bool {
 /// Every SIF file of the test data: `.sif` files, whole-image goldens, and (so that none
 /// is missed) any other `.golden` that starts like a SIF header.
 fn sif_files() -> Vec<String> {
-    let files: Vec<String> = all_files()
+    let files: Vec<String> = common::upstream_files_under("")
         .into_iter()
         .filter(|f| {
             f.ends_with(".sif")

@@ -49,3 +49,26 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
         &want[first..(first + 16).min(want.len())],
     );
 }
+
+/// Every file below `testdata/upstream/<rel>` (`""` for all), as paths relative to
+/// `testdata/upstream`, sorted.
+pub fn upstream_files_under(rel: &str) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("walked below the root");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let root = upstream("");
+    let mut out = Vec::new();
+    walk(&root, &upstream(rel), &mut out);
+    out.sort();
+    out
+}

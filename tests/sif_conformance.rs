@@ -16,7 +16,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::Arc;
 
 use common::{assert_bytes_eq, read_upstream, upstream};

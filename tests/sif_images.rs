@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{read_upstream, testdata, upstream};
+use common::{read_upstream, upstream};
 use sifmount::sif::{
     fs_type, part_type, DataType, Extra, Link, OpenMode, SifImage, HEADER_SIZE, MAGIC,
 };

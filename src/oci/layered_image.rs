@@ -2,7 +2,7 @@
 //! layers (`mutate.Append`): the shape of every cosign signature and attestation image
 //! (spec/COSIGN.md §2.1–2.2).
 
-use super::gojson::{write_str, GoObject};
+use super::gojson::{write_array, write_str, GoObject};
 use super::media_type;
 use super::model::{Descriptor, Manifest};
 use crate::sif::Digest;
@@ -17,27 +17,18 @@ pub fn config_for_layers(diff_ids: &[Digest]) -> Vec<u8> {
     let mut o = GoObject::begin(&mut out);
     o.str("architecture", "");
     o.str("created", ZERO_TIME_RFC3339);
-    let h = o.key("history");
-    h.push('[');
-    for i in 0..diff_ids.len() {
-        if i > 0 {
-            h.push(',');
-        }
-        h.push_str("{\"created\":");
-        write_str(h, ZERO_TIME_RFC3339);
-        h.push('}');
-    }
-    h.push(']');
+    write_array(o.key("history"), diff_ids, |h, _| {
+        let mut entry = GoObject::begin(h);
+        entry.str("created", ZERO_TIME_RFC3339);
+        entry.end();
+    });
     o.str("os", "");
-    let r = o.key("rootfs");
-    r.push_str("{\"type\":\"layers\",\"diff_ids\":[");
-    for (i, d) in diff_ids.iter().enumerate() {
-        if i > 0 {
-            r.push(',');
-        }
-        write_str(r, &d.to_string());
-    }
-    r.push_str("]}");
+    let mut rootfs = GoObject::begin(o.key("rootfs"));
+    rootfs.str("type", "layers");
+    write_array(rootfs.key("diff_ids"), diff_ids, |r, d| {
+        write_str(r, &d.to_string())
+    });
+    rootfs.end();
     o.key("config").push_str("{}");
     o.end();
     out.into_bytes()

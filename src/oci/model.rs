@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::error::{OciError, Result};
-use super::gojson::{write_str, write_string_map, GoObject};
+use super::gojson::{write_array, write_str, write_string_map, GoObject};
 use super::media_type;
 use crate::sif::Digest;
 
@@ -330,25 +330,11 @@ impl Manifest {
 }
 
 fn write_descriptor_array(out: &mut String, list: &[Descriptor]) {
-    out.push('[');
-    for (i, d) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        d.write_go(out);
-    }
-    out.push(']');
+    write_array(out, list, |o, d| d.write_go(o));
 }
 
 fn write_str_array(out: &mut String, list: &[String]) {
-    out.push('[');
-    for (i, s) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_str(out, s);
-    }
-    out.push(']');
+    write_array(out, list, |o, s| write_str(o, s));
 }
 
 /// Just enough of any manifest or index to walk what it references.

@@ -14,6 +14,7 @@ mod write;
 
 pub use error::{OciError, Result};
 pub use image::{BlobMismatch, ImageKind, OciSif, UpdateOutcome, MAX_DOCUMENT_SIZE};
+pub(crate) use model::References;
 pub use model::{Descriptor, EntryStyle, Index, Manifest, Platform, REF_NAME};
 pub use source::{BlobSource, LayoutDir, MemBlobs, NoBlobs, Sources};
 pub use write::{write_oci_sif, write_oci_sif_at_path};

@@ -391,6 +391,12 @@ impl SifImage {
         &self.header
     }
 
+    /// The file (or memory) the image lives in, for positioned reads of object bytes by
+    /// callers that resolved the offsets themselves.
+    pub fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
+    }
+
     pub fn mode(&self) -> OpenMode {
         self.mode
     }

@@ -1,0 +1,561 @@
+//! The FUSE adapter (DESIGN.md §1): turns kernel requests into [`Tree`] calls and replies.
+//! It holds no format logic; [`errno`] is the one place tree errors become errnos.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Config, Errno, FileAttr, FileHandle, FileType, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption, OpenAccMode, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, Session, SessionACL,
+    SessionUnmounter, TimeOrNow, WriteFlags,
+};
+
+use crate::tree::{Attr, Ino, Kind, Tree, TreeError};
+
+/// How long the kernel may cache names and attributes. Everything in a read-only mount
+/// is immutable for the life of the mount, so a long time costs nothing and saves a
+/// request per `stat`.
+const TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Largest read the kernel is asked to send (it may cap this lower): large reads mean
+/// fewer round trips through FUSE for sequential reads of big layers.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+/// How the mount is presented; filled from `-o` by the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Owner shown for every file (default: the mounting user).
+    pub uid: u32,
+    /// Group shown for every file (default: the mounting user's group).
+    pub gid: u32,
+    /// `allow_other`: every user may use the mount.
+    pub allow_other: bool,
+    /// `allow_root`: the mounting user and root may use the mount.
+    pub allow_root: bool,
+    /// `default_permissions`: the kernel checks modes against the caller.
+    pub default_permissions: bool,
+    /// The source shown in /proc/mounts (`fsname=`); the image path by default.
+    pub fsname: String,
+    /// Options passed through to the kernel unchanged (`noexec`, `nosuid`, …).
+    pub kernel_options: Vec<String>,
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+/// A mounted session; [`MountedSession::run`] serves requests until it is unmounted.
+pub struct MountedSession {
+    session: Session<SifFs>,
+    threads: usize,
+}
+
+impl MountedSession {
+    /// Serves requests until the file system is unmounted (from outside or through an
+    /// [`Unmounter`]).
+    pub fn run(self) -> io::Result<()> {
+        log::debug!("serving with {} threads", self.threads);
+        self.session.run()
+    }
+
+    /// A handle that unmounts from another thread (the signal handler thread).
+    pub fn unmounter(&mut self) -> Unmounter {
+        Unmounter(self.session.unmount_callable())
+    }
+}
+
+/// Unmounts a session from any thread; the session's `run` then returns.
+pub struct Unmounter(SessionUnmounter);
+
+impl Unmounter {
+    pub fn unmount(&mut self) -> io::Result<()> {
+        self.0.unmount()
+    }
+}
+
+/// Mounts `tree` at `mountpoint`. Returns once the kernel has completed the FUSE handshake,
+/// so the mount is ready for use when this returns.
+pub fn mount(tree: Tree, mountpoint: &Path, options: &MountOptions) -> io::Result<MountedSession> {
+    let mut mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName(options.fsname.clone()),
+        MountOption::Subtype("sifmount".to_string()),
+    ];
+    if options.default_permissions {
+        mount_options.push(MountOption::DefaultPermissions);
+    }
+    mount_options.extend(options.kernel_options.iter().map(|o| kernel_option(o)));
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = if options.allow_other {
+        SessionACL::All
+    } else if options.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    let threads = options.threads.max(1);
+    config.n_threads = Some(threads);
+    // One /dev/fuse descriptor per worker, so workers do not contend on one queue.
+    config.clone_fd = threads > 1;
+    let fs = SifFs {
+        tree,
+        uid: options.uid,
+        gid: options.gid,
+    };
+    let session = Session::new(fs, mountpoint, &config)?;
+    Ok(MountedSession { session, threads })
+}
+
+fn kernel_option(option: &str) -> MountOption {
+    match option {
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        "atime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "dirsync" => MountOption::DirSync,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        other => MountOption::CUSTOM(other.to_string()),
+    }
+}
+
+/// The one place tree errors become errnos.
+fn errno(e: &TreeError) -> Errno {
+    match e {
+        TreeError::NoInode(_) | TreeError::NotFound { .. } => Errno::ENOENT,
+        TreeError::NotDir(_) => Errno::ENOTDIR,
+        TreeError::IsDir(_) => Errno::EISDIR,
+        TreeError::NotSymlink(_) | TreeError::NotFile(_) => Errno::EINVAL,
+        TreeError::Read { .. } | TreeError::Open(_) => Errno::EIO,
+    }
+}
+
+/// Logs what the kernel will only see as an errno; lookups of missing names are normal
+/// (shells probe for files all the time) and stay at debug level.
+fn fail(e: &TreeError) -> Errno {
+    match e {
+        TreeError::NotFound { .. } => log::debug!("{e}"),
+        TreeError::Read { .. } | TreeError::Open(_) => log::error!("{e}"),
+        _ => log::warn!("{e}"),
+    }
+    errno(e)
+}
+
+fn system_time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+/// The file system served by the mount: a tree, and the owner it shows.
+struct SifFs {
+    tree: Tree,
+    uid: u32,
+    gid: u32,
+}
+
+impl SifFs {
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        let mtime = system_time(a.mtime);
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.blocks,
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: system_time(a.crtime),
+            kind: file_type(a.kind),
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: self.tree.stats().block_size,
+            flags: 0,
+        }
+    }
+
+    /// `.`, `..` and the entries of `ino` from position `offset`, as
+    /// `(inode, next offset, kind, name)`; `add` returns true when the reply is full.
+    fn list(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(Ino, u64, Kind, &str) -> bool,
+    ) -> Result<(), TreeError> {
+        let entries = self.tree.entries(ino)?;
+        let parent = self.tree.parent(ino)?;
+        let dots = [(ino, "."), (parent, "..")];
+        let total = entries.len() as u64 + 2;
+        for pos in offset..total {
+            let (child, kind, name) = match pos {
+                0 | 1 => (dots[pos as usize].0, Kind::Dir, dots[pos as usize].1),
+                _ => {
+                    let e = &entries[(pos - 2) as usize];
+                    (e.ino, e.kind, e.name.as_str())
+                }
+            };
+            if add(child, pos + 1, kind, name) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fuser::Filesystem for SifFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
+            let _ = config.set_max_readahead(max);
+        }
+        // Each is an optimisation the kernel may lack; a mount works without any of them.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                log::debug!("kernel lacks {flag:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        use std::os::unix::ffi::OsStrExt;
+        match self.tree.lookup(parent.0, name.as_bytes()) {
+            Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.tree.attr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.tree.readlink(ino.0) {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        match self.tree.check_file(ino.0) {
+            // Contents never change while mounted: keep the page cache across opens.
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let want = match self.tree.attr(ino.0) {
+            Ok(a) => a.size.saturating_sub(offset).min(u64::from(size)) as usize,
+            Err(e) => return reply.error(fail(&e)),
+        };
+        let mut buf = vec![0u8; want];
+        match self.tree.read(ino.0, offset, &mut buf) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EISDIR);
+        }
+        match self.tree.entries(ino.0) {
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listed = self.list(ino.0, offset, |child, next, kind, name| {
+            reply.add(INodeNo(child), next, file_type(kind), name)
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listed = self.list(ino.0, offset, |child, next, _kind, name| {
+            match self.tree.attr(child) {
+                Ok(a) => reply.add(
+                    INodeNo(child),
+                    next,
+                    name,
+                    &TTL,
+                    &self.file_attr(&a),
+                    Generation(0),
+                ),
+                // The tree lists only inodes it has; should that ever break, stop the
+                // listing rather than send a wrong entry.
+                Err(e) => {
+                    fail(&e);
+                    true
+                }
+            }
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.tree.stats();
+        reply.statfs(
+            s.blocks,
+            0,
+            0,
+            s.files,
+            0,
+            s.block_size,
+            s.max_name_len,
+            s.block_size,
+        );
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            return reply.error(Errno::EROFS);
+        }
+        match self.tree.attr(ino.0) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(fail(&e)),
+        }
+    }
+
+    // Everything below changes the tree: a read-only mount refuses it with EROFS.
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever written, so everything is already durable.
+        reply.ok();
+    }
+
+    // Extended attributes are not part of the tree: ENOSYS makes the kernel stop asking
+    // for the rest of the mount, which spares a round trip on every `ls -l`.
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
+    }
+}

@@ -1,0 +1,329 @@
+//! Building a [`Tree`] from an opened image: every name and inode is decided here.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::names::{self, UniqueNames};
+use super::{sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, ROOT};
+use crate::cosign;
+use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif, References};
+use crate::sif::{Digest, SifImage};
+
+/// The bytes of every `oci-layout` file, as the OCI image layout specification writes it.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion": "1.0.0"}"#;
+
+/// How deep indexes may nest under `/images/<name>/` before the tree stops following
+/// them (real images nest one level; a cycle would otherwise never end).
+const MAX_IMAGE_DEPTH: usize = 8;
+
+/// What the tree could not show, one line each; the command line logs them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    pub warnings: Vec<String>,
+}
+
+/// Builds the tree of `sif`, opened from `path`.
+pub(super) fn build(path: &Path, sif: SifImage) -> Result<(Tree, BuildReport), TreeError> {
+    let shown = path.display().to_string();
+    let header = sif.header().clone();
+    let mut b = Builder {
+        nodes: Vec::new(),
+        report: BuildReport::default(),
+        mtime: header.modified_at,
+        crtime: header.created_at,
+        blobs: HashMap::new(),
+        path: shown.clone(),
+    };
+    let root = b.dir(ROOT);
+    debug_assert_eq!(root, ROOT);
+    b.sif_dir(&sif);
+
+    let sif = match ImageKind::of(&sif) {
+        ImageKind::Native => sif,
+        ImageKind::Ambiguous { slots } => {
+            b.warn(format!(
+                "{} OCI root indexes (slots {slots:?}): not an OCI-SIF, showing /sif only",
+                slots.len()
+            ));
+            sif
+        }
+        ImageKind::OciSif { .. } => {
+            let oci =
+                OciSif::from_sif(sif).map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+            b.oci(&oci);
+            oci.into_sif()
+        }
+    };
+
+    let image_len = sif
+        .file_len()
+        .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+    let nodes = b.finish();
+    let tree = Tree {
+        path: path.to_path_buf(),
+        nodes,
+        sif,
+        image_len,
+    };
+    Ok((tree, b.report))
+}
+
+struct Builder {
+    nodes: Vec<Node>,
+    report: BuildReport,
+    /// Times of everything that is not one object: the header's.
+    mtime: i64,
+    crtime: i64,
+    /// The inode of `/blobs/sha256/<hex>` for every blob.
+    blobs: HashMap<Digest, Ino>,
+    path: String,
+}
+
+impl Builder {
+    fn warn(&mut self, message: String) {
+        self.report
+            .warnings
+            .push(format!("{}: {message}", self.path));
+    }
+
+    fn push(&mut self, data: NodeData, mtime: i64, crtime: i64, parent: Ino) -> Ino {
+        self.nodes.push(Node {
+            data,
+            nlink: 0,
+            mtime,
+            crtime,
+            parent,
+        });
+        self.nodes.len() as Ino
+    }
+
+    fn node_mut(&mut self, ino: Ino) -> &mut Node {
+        &mut self.nodes[(ino - 1) as usize]
+    }
+
+    /// A new directory, not yet linked anywhere (except the root, its own parent).
+    fn dir(&mut self, parent: Ino) -> Ino {
+        self.push(NodeData::Dir(Vec::new()), self.mtime, self.crtime, parent)
+    }
+
+    /// A new directory named `name` in `parent`.
+    fn subdir(&mut self, parent: Ino, name: &str) -> Ino {
+        let ino = self.dir(parent);
+        self.link(parent, name, ino);
+        ino
+    }
+
+    fn file(&mut self, content: Content, mtime: i64, crtime: i64) -> Ino {
+        self.push(NodeData::File(content), mtime, crtime, 0)
+    }
+
+    fn generated(&mut self, dir: Ino, name: &str, bytes: Vec<u8>) -> Ino {
+        let ino = self.file(
+            Content::Bytes(bytes.into_boxed_slice()),
+            self.mtime,
+            self.crtime,
+        );
+        self.link(dir, name, ino);
+        ino
+    }
+
+    fn symlink(&mut self, dir: Ino, name: &str, target: String) {
+        let ino = self.push(
+            NodeData::Symlink(target.into_boxed_str()),
+            self.mtime,
+            self.crtime,
+            0,
+        );
+        self.link(dir, name, ino);
+    }
+
+    /// Adds `name` → `child` to directory `dir`. Callers make names unique per directory.
+    fn link(&mut self, dir: Ino, name: &str, child: Ino) {
+        let kind = self.nodes[(child - 1) as usize].kind();
+        self.node_mut(child).nlink += 1;
+        match &mut self.node_mut(dir).data {
+            NodeData::Dir(entries) => entries.push(DirEntry {
+                name: name.to_string(),
+                ino: child,
+                kind,
+            }),
+            _ => unreachable!("link: inode {dir} is a directory made by this builder"),
+        }
+    }
+
+    /// Sorts every directory and sets directory link counts (`.`, its name, and each
+    /// subdirectory's `..`).
+    fn finish(&mut self) -> Vec<Node> {
+        let mut nodes = std::mem::take(&mut self.nodes);
+        for node in &mut nodes {
+            if let NodeData::Dir(entries) = &mut node.data {
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+                let subdirs = entries.iter().filter(|e| e.kind == Kind::Dir).count();
+                node.nlink = 2 + subdirs as u32;
+            }
+        }
+        nodes
+    }
+
+    /// `/sif/`: header, descriptor table and every object's bytes.
+    fn sif_dir(&mut self, sif: &SifImage) {
+        let dir = self.subdir(ROOT, "sif");
+        self.generated(dir, "header.json", sif_json::header(sif.header()));
+        self.generated(dir, "descriptors.json", sif_json::descriptors(sif));
+        let objects = self.subdir(dir, "objects");
+        for (_, d) in sif.descriptors() {
+            let ino = self.file(
+                Content::Range {
+                    offset: d.offset as u64,
+                    size: d.size as u64,
+                },
+                d.modified_at,
+                d.created_at,
+            );
+            self.link(objects, &names::object_file_name(d), ino);
+        }
+    }
+
+    /// The OCI image layout at the root, `/images/` and `/cosign/`.
+    fn oci(&mut self, oci: &OciSif) {
+        let layout = self.generated(ROOT, "oci-layout", OCI_LAYOUT.to_vec());
+        let root_index = oci.root_index_descriptor();
+        let index_ino = self.file(
+            Content::Range {
+                offset: root_index.offset as u64,
+                size: root_index.size as u64,
+            },
+            root_index.modified_at,
+            root_index.created_at,
+        );
+        self.link(ROOT, "index.json", index_ino);
+
+        let blobs = self.subdir(ROOT, "blobs");
+        let sha256 = self.subdir(blobs, "sha256");
+        for (digest, d) in oci.blobs() {
+            let ino = self.file(
+                Content::Range {
+                    offset: d.offset as u64,
+                    size: d.size as u64,
+                },
+                d.modified_at,
+                d.created_at,
+            );
+            self.link(sha256, &digest.hex(), ino);
+            self.blobs.insert(digest, ino);
+        }
+
+        // Filled by the cosign layer in a later version; present so the layout of a
+        // mount does not change shape when it arrives.
+        self.subdir(ROOT, "cosign");
+
+        let images = self.subdir(ROOT, "images");
+        let index = match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
+            Ok(index) => index,
+            Err(e) => {
+                self.warn(format!("root index: {e}; /images is empty"));
+                return;
+            }
+        };
+        let mut taken = UniqueNames::default();
+        for entry in index.entries() {
+            if entry.ref_name().is_some_and(cosign::is_cosign_ref) {
+                continue;
+            }
+            let name = taken.claim(names::image_name(entry), &entry.digest);
+            self.image_layout(oci, images, &name, entry, layout);
+        }
+    }
+
+    /// `/images/<name>/`: an OCI image layout of its own holding just `entry`, plus the
+    /// image's documents under readable names.
+    fn image_layout(
+        &mut self,
+        oci: &OciSif,
+        images: Ino,
+        name: &str,
+        entry: &Descriptor,
+        layout: Ino,
+    ) {
+        let dir = self.subdir(images, name);
+        self.link(dir, "oci-layout", layout);
+        let mut index = Index::empty();
+        index.manifests = Some(vec![entry.clone()]);
+        self.generated(dir, "index.json", index.to_go_json());
+        self.symlink(dir, "blobs", "../../blobs".to_string());
+        self.image_content(oci, dir, entry, 2, &format!("images/{name}"));
+    }
+
+    /// `manifest.json`, `config.json` and `layers/` of a manifest, or `image-index.json`
+    /// and one subdirectory per entry of an index. `depth` is how many directories `dir`
+    /// lies below the root, for relative link targets.
+    fn image_content(
+        &mut self,
+        oci: &OciSif,
+        dir: Ino,
+        entry: &Descriptor,
+        depth: usize,
+        at: &str,
+    ) {
+        let digest = entry.digest;
+        let Some(&blob) = self.blobs.get(&digest) else {
+            self.warn(format!("{at}: blob {digest} is not in the image"));
+            return;
+        };
+        let refs = match oci
+            .read_blob(&digest)
+            .and_then(|bytes| References::parse(&bytes, &digest))
+        {
+            Ok(refs) => refs,
+            Err(e) => {
+                self.warn(format!("{at}: {e}"));
+                return;
+            }
+        };
+        let to_root = "../".repeat(depth + 1);
+        if media_type::is_index(&entry.media_type)
+            || (refs.manifests.is_some() && refs.config.is_none())
+        {
+            self.link(dir, "image-index.json", blob);
+            if depth >= MAX_IMAGE_DEPTH {
+                self.warn(format!(
+                    "{at}: indexes nested deeper than {MAX_IMAGE_DEPTH}; not followed"
+                ));
+                return;
+            }
+            let mut taken = UniqueNames::default();
+            for m in refs.manifests.as_deref().unwrap_or(&[]) {
+                let name = taken.claim(names::platform_dir_name(m), &m.digest);
+                let sub = self.subdir(dir, &name);
+                self.image_content(oci, sub, m, depth + 1, &format!("{at}/{name}"));
+            }
+            return;
+        }
+        self.link(dir, "manifest.json", blob);
+        if let Some(config) = &refs.config {
+            match self.blobs.get(&config.digest) {
+                Some(&ino) => self.link(dir, "config.json", ino),
+                None => self.warn(format!(
+                    "{at}: config blob {} is not in the image",
+                    config.digest
+                )),
+            }
+        }
+        let layers = refs.layers.as_deref().unwrap_or(&[]);
+        let layers_dir = self.subdir(dir, "layers");
+        for (i, layer) in layers.iter().enumerate() {
+            if !self.blobs.contains_key(&layer.digest) {
+                // The link is still made: a dangling link says exactly what is missing.
+                self.warn(format!(
+                    "{at}: layer blob {} is not in the image",
+                    layer.digest
+                ));
+            }
+            self.symlink(
+                layers_dir,
+                &names::layer_name(i, layers.len()),
+                format!("{to_root}blobs/sha256/{}", layer.digest.hex()),
+            );
+        }
+    }
+}

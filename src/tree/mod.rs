@@ -1,0 +1,314 @@
+//! The file tree a mount shows (DESIGN.md §2), without any FUSE types.
+//!
+//! A [`Tree`] is built once, when the image is opened: every name, inode number and
+//! attribute is decided then, so the read path only looks things up. File contents are
+//! either small documents generated at build time (`/sif/header.json`, the one-entry
+//! `index.json` of each `/images/<name>/`) or byte ranges of the SIF, read with positioned
+//! reads straight from the image file.
+
+mod build;
+mod names;
+mod sif_json;
+
+use std::path::{Path, PathBuf};
+
+use crate::sif::SifImage;
+
+pub use build::BuildReport;
+
+/// An inode number. The root is [`ROOT`]; numbers are indexes into the tree plus one, so
+/// they are stable for the life of the mount and, for the same image, across mounts.
+pub type Ino = u64;
+
+/// The root directory's inode number (FUSE requires 1).
+pub const ROOT: Ino = 1;
+
+/// Permission bits: everything is read-only (DESIGN.md §2).
+pub const FILE_PERM: u16 = 0o444;
+pub const DIR_PERM: u16 = 0o555;
+pub const SYMLINK_PERM: u16 = 0o777;
+
+/// `st_blocks` counts 512-byte units whatever the file system's block size.
+const STAT_BLOCK: u64 = 512;
+
+/// The block size reported by `statfs` and `st_blksize`.
+pub const BLOCK_SIZE: u32 = 4096;
+
+/// What kind of node an inode is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// The attributes of one node, as `stat` shows them (owner and group are the mount's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    /// Unix seconds (may be negative: unset SIF times are Go's zero time, year 1).
+    pub mtime: i64,
+    /// Unix seconds of creation, from the SIF.
+    pub crtime: i64,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: Ino,
+    pub kind: Kind,
+}
+
+/// File system totals for `statfs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStats {
+    /// Size of the image in [`BLOCK_SIZE`] blocks.
+    pub blocks: u64,
+    /// Number of inodes in the tree.
+    pub files: u64,
+    pub block_size: u32,
+    pub max_name_len: u32,
+}
+
+/// Why a tree operation failed. The mount maps each to an errno in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("{0}")]
+    Open(String),
+    #[error("no inode {0}")]
+    NoInode(Ino),
+    #[error("no entry {name:?} in directory inode {parent}")]
+    NotFound { parent: Ino, name: String },
+    #[error("inode {0} is not a directory")]
+    NotDir(Ino),
+    #[error("inode {0} is a directory")]
+    IsDir(Ino),
+    #[error("inode {0} is not a regular file")]
+    NotFile(Ino),
+    #[error("inode {0} is not a symbolic link")]
+    NotSymlink(Ino),
+    #[error("{path}: cannot read {what}: {source}")]
+    Read {
+        path: String,
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a regular file holds.
+#[derive(Clone, Debug)]
+enum Content {
+    /// Generated at build time.
+    Bytes(Box<[u8]>),
+    /// A byte range of the image file.
+    Range { offset: u64, size: u64 },
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Range { size, .. } => *size,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum NodeData {
+    /// Entries sorted by name, so lookups are binary searches and listings are stable.
+    Dir(Vec<DirEntry>),
+    File(Content),
+    Symlink(Box<str>),
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    data: NodeData,
+    nlink: u32,
+    mtime: i64,
+    crtime: i64,
+    /// The directory holding a directory (the root holds itself); 0 for other nodes,
+    /// which may have several names.
+    parent: Ino,
+}
+
+impl Node {
+    fn kind(&self) -> Kind {
+        match self.data {
+            NodeData::Dir(_) => Kind::Dir,
+            NodeData::File(_) => Kind::File,
+            NodeData::Symlink(_) => Kind::Symlink,
+        }
+    }
+}
+
+/// The whole tree of one image.
+pub struct Tree {
+    path: PathBuf,
+    /// Index `i` holds inode `i + 1`.
+    nodes: Vec<Node>,
+    sif: SifImage,
+    image_len: u64,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree")
+            .field("path", &self.path)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Tree {
+    /// Opens the image at `path` read-only and builds its tree. Errors name the path and
+    /// the problem (missing, not a SIF, broken OCI image, …).
+    pub fn open(path: &Path) -> Result<Tree, TreeError> {
+        Tree::open_with_report(path).map(|(tree, _)| tree)
+    }
+
+    /// Like [`Tree::open`], also returning what was left out of the tree and why.
+    pub fn open_with_report(path: &Path) -> Result<(Tree, BuildReport), TreeError> {
+        let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
+            .map_err(|e| TreeError::Open(e.to_string()))?;
+        build::build(path, sif)
+    }
+
+    /// The image this tree shows.
+    pub fn image_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn node(&self, ino: Ino) -> Result<&Node, TreeError> {
+        ino.checked_sub(1)
+            .and_then(|i| self.nodes.get(i as usize))
+            .ok_or(TreeError::NoInode(ino))
+    }
+
+    /// The attributes of `ino`.
+    pub fn attr(&self, ino: Ino) -> Result<Attr, TreeError> {
+        let node = self.node(ino)?;
+        let (size, perm) = match &node.data {
+            // Directories report their entry count as size: some tools read st_size of a
+            // directory as a hint, and zero would claim emptiness.
+            NodeData::Dir(entries) => (entries.len() as u64, DIR_PERM),
+            NodeData::File(c) => (c.len(), FILE_PERM),
+            NodeData::Symlink(target) => (target.len() as u64, SYMLINK_PERM),
+        };
+        let blocks = match &node.data {
+            NodeData::File(_) => size.div_ceil(STAT_BLOCK),
+            _ => 0,
+        };
+        Ok(Attr {
+            ino,
+            kind: node.kind(),
+            size,
+            blocks,
+            perm,
+            nlink: node.nlink,
+            mtime: node.mtime,
+            crtime: node.crtime,
+        })
+    }
+
+    /// The entry `name` of directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr, TreeError> {
+        let entries = self.entries(parent)?;
+        let not_found = || TreeError::NotFound {
+            parent,
+            name: String::from_utf8_lossy(name).into_owned(),
+        };
+        let name = std::str::from_utf8(name).map_err(|_| not_found())?;
+        let i = entries
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .map_err(|_| not_found())?;
+        self.attr(entries[i].ino)
+    }
+
+    /// The entries of directory `ino`, sorted by name, without `.` and `..`.
+    pub fn entries(&self, ino: Ino) -> Result<&[DirEntry], TreeError> {
+        match &self.node(ino)?.data {
+            NodeData::Dir(entries) => Ok(entries),
+            _ => Err(TreeError::NotDir(ino)),
+        }
+    }
+
+    /// The parent of directory `ino` (the root is its own parent), for `..`.
+    pub fn parent(&self, ino: Ino) -> Result<Ino, TreeError> {
+        self.entries(ino)?;
+        Ok(self.node(ino)?.parent)
+    }
+
+    /// The target of symbolic link `ino`.
+    pub fn readlink(&self, ino: Ino) -> Result<&str, TreeError> {
+        match &self.node(ino)?.data {
+            NodeData::Symlink(target) => Ok(target),
+            _ => Err(TreeError::NotSymlink(ino)),
+        }
+    }
+
+    /// Checks that `ino` is a regular file (what `open` needs).
+    pub fn check_file(&self, ino: Ino) -> Result<(), TreeError> {
+        match &self.node(ino)?.data {
+            NodeData::File(_) => Ok(()),
+            NodeData::Dir(_) => Err(TreeError::IsDir(ino)),
+            NodeData::Symlink(_) => Err(TreeError::NotFile(ino)),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes of file `ino` from `offset`; returns how many were
+    /// read (fewer only at the end of the file). One positioned read of the image, no
+    /// lock: the image is never written while this tree exists.
+    pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, TreeError> {
+        let content = match &self.node(ino)?.data {
+            NodeData::File(c) => c,
+            NodeData::Dir(_) => return Err(TreeError::IsDir(ino)),
+            NodeData::Symlink(_) => return Err(TreeError::NotFile(ino)),
+        };
+        let len = content.len();
+        if offset >= len {
+            return Ok(0);
+        }
+        let n = (len - offset).min(buf.len() as u64) as usize;
+        match content {
+            Content::Bytes(b) => buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
+            Content::Range { offset: start, .. } => self
+                .sif
+                .storage()
+                .read_exact_at(&mut buf[..n], start + offset)
+                .map_err(|source| TreeError::Read {
+                    path: self.path.display().to_string(),
+                    what: format!("{n} bytes at offset {} (inode {ino})", start + offset),
+                    source,
+                })?,
+        }
+        Ok(n)
+    }
+
+    /// Totals for `statfs`.
+    pub fn stats(&self) -> FsStats {
+        FsStats {
+            blocks: self.image_len.div_ceil(u64::from(BLOCK_SIZE)),
+            files: self.nodes.len() as u64,
+            block_size: BLOCK_SIZE,
+            max_name_len: 255,
+        }
+    }
+
+    /// Resolves a path relative to the root (`"blobs/sha256/…"`), without following
+    /// symbolic links. For tests and tools; the mount uses [`Tree::lookup`].
+    pub fn resolve(&self, path: &str) -> Result<Attr, TreeError> {
+        let mut attr = self.attr(ROOT)?;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            attr = self.lookup(attr.ino, part.as_bytes())?;
+        }
+        Ok(attr)
+    }
+}

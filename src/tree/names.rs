@@ -1,0 +1,157 @@
+//! Names of generated directory entries: safe as one path component, short, stable for
+//! the same image, unique within their directory.
+
+use std::collections::HashSet;
+
+use crate::oci::Descriptor;
+use crate::sif::{DataType, Descriptor as SifDescriptor, Digest};
+
+/// Longest name a generated entry gets (NAME_MAX is 255; room is left for suffixes).
+const MAX_NAME: usize = 200;
+
+/// Digest prefix length used where a digest tells entries apart, as `docker images` does.
+const SHORT_DIGEST: usize = 12;
+
+/// A name usable as one path component for arbitrary text: characters other than
+/// letters, digits, `.`, `_`, `-` and `+` become `_` (`/` must, and `:` would break
+/// `skopeo`'s `oci:PATH:REF` syntax). `None` when nothing usable is left.
+pub fn sanitize(text: &str) -> Option<String> {
+    let mut name: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.truncate(MAX_NAME);
+    if name.is_empty() || name.chars().all(|c| c == '.') {
+        return None;
+    }
+    Some(name)
+}
+
+/// `sha256-<first 12 hex digits>`.
+pub fn short_digest(digest: &Digest) -> String {
+    format!("sha256-{}", &digest.hex()[..SHORT_DIGEST])
+}
+
+/// The preferred name of a top-level image: its reference name, else its short digest.
+pub fn image_name(entry: &Descriptor) -> String {
+    entry
+        .ref_name()
+        .and_then(sanitize)
+        .unwrap_or_else(|| short_digest(&entry.digest))
+}
+
+/// The subdirectory of one entry of an index: its platform (`linux-amd64`,
+/// `linux-arm-v7`, `windows-amd64-10.0.17763.1`), else its short digest.
+pub fn platform_dir_name(entry: &Descriptor) -> String {
+    let Some(p) = &entry.platform else {
+        return short_digest(&entry.digest);
+    };
+    let mut parts = vec![p.os.as_str(), p.architecture.as_str()];
+    if let Some(v) = p.variant.as_deref().filter(|v| !v.is_empty()) {
+        parts.push(v);
+    }
+    if let Some(v) = p.os_version.as_deref().filter(|v| !v.is_empty()) {
+        parts.push(v);
+    }
+    let joined = parts
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("-");
+    sanitize(&joined).unwrap_or_else(|| short_digest(&entry.digest))
+}
+
+/// Layer `i` of `count`, zero-padded so that `ls` sorts layers in order.
+pub fn layer_name(i: usize, count: usize) -> String {
+    let width = count.saturating_sub(1).to_string().len();
+    format!("{i:0width$}")
+}
+
+/// `/sif/objects/<id>-<kind>`: the ID makes it unique, the kind says what it is.
+pub fn object_file_name(d: &SifDescriptor) -> String {
+    let kind = match d.data_type() {
+        DataType::Deffile => "deffile".to_string(),
+        DataType::EnvVar => "envvar".to_string(),
+        DataType::Labels => "labels".to_string(),
+        DataType::Partition => match d.partition() {
+            Some((fs, _, _)) => format!("partition-{}", crate::sif::fs_type::name(fs)),
+            None => "partition".to_string(),
+        }
+        .to_lowercase(),
+        DataType::Signature => "signature".to_string(),
+        DataType::GenericJson => "json".to_string(),
+        DataType::Generic => "generic".to_string(),
+        DataType::CryptoMessage => "crypto-message".to_string(),
+        DataType::Sbom => "sbom".to_string(),
+        DataType::OciRootIndex => "oci-root-index".to_string(),
+        DataType::OciBlob => "oci-blob".to_string(),
+        DataType::Unknown(raw) => format!("type-{raw:#x}"),
+    };
+    sanitize(&format!("{}-{kind}", d.id)).unwrap_or_else(|| d.id.to_string())
+}
+
+/// Hands out names unique within one directory.
+#[derive(Default)]
+pub struct UniqueNames {
+    taken: HashSet<String>,
+}
+
+impl UniqueNames {
+    /// `preferred` if free; else `preferred-<short digest>`; else that with a counter.
+    /// The result depends only on the order of claims, so it is stable for an image.
+    pub fn claim(&mut self, preferred: String, digest: &Digest) -> String {
+        let mut name = preferred.clone();
+        if self.taken.contains(&name) {
+            name = format!("{preferred}-{}", &digest.hex()[..SHORT_DIGEST]);
+        }
+        let base = name.clone();
+        let mut n = 2;
+        while self.taken.contains(&name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        self.taken.insert(name.clone());
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_keeps_names_one_component_and_skopeo_safe() {
+        assert_eq!(
+            sanitize("docker.io/library/busybox:latest").as_deref(),
+            Some("docker.io_library_busybox_latest")
+        );
+        assert_eq!(sanitize("..").as_deref(), None);
+        assert_eq!(sanitize("").as_deref(), None);
+        assert_eq!(sanitize("a\0b/../c").as_deref(), Some("a_b_.._c"));
+        assert_eq!(sanitize(&"x".repeat(500)).map(|s| s.len()), Some(MAX_NAME));
+    }
+
+    #[test]
+    fn layer_names_sort_in_order() {
+        assert_eq!(layer_name(0, 1), "0");
+        assert_eq!(layer_name(3, 12), "03");
+        assert_eq!(layer_name(11, 12), "11");
+    }
+
+    #[test]
+    fn unique_names_fall_back_to_digest_then_counter() {
+        let d = Digest::of(b"x");
+        let mut u = UniqueNames::default();
+        assert_eq!(u.claim("a".into(), &d), "a");
+        let second = u.claim("a".into(), &d);
+        assert_eq!(second, format!("a-{}", &d.hex()[..12]));
+        assert_eq!(u.claim("a".into(), &d), format!("{second}-2"));
+    }
+}

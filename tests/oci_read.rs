@@ -4,25 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::upstream;
+use common::{upstream, upstream_sifs};
 use sifmount::oci::{media_type, ImageKind, OciError, OciSif};
 use sifmount::sif::{CreateOptions, DataType, Digest, MemStorage, ObjectInput, OpenMode, SifImage};
-
-/// Every file under testdata/upstream that is a SIF (magic at offset 32).
-fn upstream_sifs() -> Vec<PathBuf> {
-    common::upstream_files_under("")
-        .into_iter()
-        .map(|rel| upstream(&rel))
-        .filter(|p| {
-            std::fs::read(p)
-                .map(|b| b.len() >= 128 && &b[32..42] == b"SIF_MAGIC\0")
-                .unwrap_or(false)
-        })
-        .collect()
-}
 
 const REMOVED_LAYER: &str =
     "sha256:7050e35b49f5e348c4809f5eff915842962cb813f32062d3bbdd35c750dd7d01";

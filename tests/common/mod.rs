@@ -72,3 +72,16 @@ pub fn upstream_files_under(rel: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Every file under testdata/upstream that is a SIF (magic at offset 32), sorted.
+pub fn upstream_sifs() -> Vec<PathBuf> {
+    upstream_files_under("")
+        .into_iter()
+        .map(|rel| upstream(&rel))
+        .filter(|p| {
+            std::fs::read(p)
+                .map(|b| b.len() >= 128 && &b[32..42] == b"SIF_MAGIC\0")
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@ use super::names::{self, UniqueNames};
 use super::{sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, ROOT};
 use crate::cosign;
 use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif, References};
-use crate::sif::{Digest, SifImage};
+use crate::sif::{Descriptor as SifDescriptor, Digest, SifImage};
 
 /// The bytes of every `oci-layout` file, as the OCI image layout specification writes it.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion": "1.0.0"}"#;
@@ -117,6 +117,18 @@ impl Builder {
         self.push(NodeData::File(content), mtime, crtime, 0)
     }
 
+    /// A file holding the bytes of one SIF object, with its times.
+    fn object_file(&mut self, d: &SifDescriptor) -> Ino {
+        self.file(
+            Content::Range {
+                offset: d.offset as u64,
+                size: d.size as u64,
+            },
+            d.modified_at,
+            d.created_at,
+        )
+    }
+
     fn generated(&mut self, dir: Ino, name: &str, bytes: Vec<u8>) -> Ino {
         let ino = self.file(
             Content::Bytes(bytes.into_boxed_slice()),
@@ -172,14 +184,7 @@ impl Builder {
         self.generated(dir, "descriptors.json", sif_json::descriptors(sif));
         let objects = self.subdir(dir, "objects");
         for (_, d) in sif.descriptors() {
-            let ino = self.file(
-                Content::Range {
-                    offset: d.offset as u64,
-                    size: d.size as u64,
-                },
-                d.modified_at,
-                d.created_at,
-            );
+            let ino = self.object_file(d);
             self.link(objects, &names::object_file_name(d), ino);
         }
     }
@@ -188,27 +193,13 @@ impl Builder {
     fn oci(&mut self, oci: &OciSif) {
         let layout = self.generated(ROOT, "oci-layout", OCI_LAYOUT.to_vec());
         let root_index = oci.root_index_descriptor();
-        let index_ino = self.file(
-            Content::Range {
-                offset: root_index.offset as u64,
-                size: root_index.size as u64,
-            },
-            root_index.modified_at,
-            root_index.created_at,
-        );
+        let index_ino = self.object_file(root_index);
         self.link(ROOT, "index.json", index_ino);
 
         let blobs = self.subdir(ROOT, "blobs");
         let sha256 = self.subdir(blobs, "sha256");
         for (digest, d) in oci.blobs() {
-            let ino = self.file(
-                Content::Range {
-                    offset: d.offset as u64,
-                    size: d.size as u64,
-                },
-                d.modified_at,
-                d.created_at,
-            );
+            let ino = self.object_file(d);
             self.link(sha256, &digest.hex(), ino);
             self.blobs.insert(digest, ino);
         }

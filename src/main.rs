@@ -1,79 +1,199 @@
-//! The `sifmount` command line (DESIGN.md §5).
-//!
-//! This version inspects and verifies SIF / OCI-SIF images; mounting arrives in a later
-//! version, and asking for it says so instead of pretending.
+//! The `sifmount` command line (DESIGN.md §5): mount an image, unmount it, or inspect and
+//! verify it without mounting.
 
+mod checks;
+mod daemon;
 mod inspect;
+mod mountinfo;
+mod options;
+mod unmount;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use sifmount::tree::Tree;
 
+/// Exit status for failures: the image, the mountpoint, the system.
+const EXIT_FAILURE: u8 = 1;
 /// Exit status for command-line usage errors (clap uses the same).
 const EXIT_USAGE: u8 = 2;
 
 /// Mount SIF / OCI-SIF container images as plain files.
 ///
-/// This version can inspect an image (--inspect) and verify the digests of its OCI blobs
-/// (--verify). Mounting (sifmount IMAGE MOUNTPOINT) is not available yet.
+/// Mounted, an OCI-SIF is an OCI image layout (index.json, blobs/sha256/...) with one
+/// directory per image under images/ and the raw SIF objects under sif/. The mount is
+/// read-only. Without -f, sifmount returns once the mount is ready and serves it in the
+/// background; unmount with sifmount -u, fusermount3 -u or umount.
 #[derive(Debug, Parser)]
 #[command(name = "sifmount", version, arg_required_else_help = true)]
-#[command(override_usage = "sifmount [-d] --inspect IMAGE\n       \
-                            sifmount [-d] --verify IMAGE\n       \
-                            sifmount [-d] IMAGE MOUNTPOINT   (not available yet)")]
+#[command(
+    override_usage = "sifmount [-f] [-d] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
+                            sifmount -u MOUNTPOINT\n       \
+                            sifmount [-d] --inspect IMAGE\n       \
+                            sifmount [-d] --verify IMAGE"
+)]
+#[command(
+    after_help = "Mount options (-o): ro, rw (accepted; the mount is read-only), \
+                        allow_other, allow_root, uid=N, gid=N, default_permissions, \
+                        fsname=NAME, threads=N, nosuid, nodev, noexec, suid, dev, exec, \
+                        noatime, atime, sync, async, dirsync; defaults, auto, noauto, user, \
+                        users, nouser, _netdev, nofail, x-*, comment=* are ignored. \
+                        See sifmount(1)."
+)]
 struct Cli {
     /// Print the SIF header, every used descriptor and, for an OCI-SIF, the root index.
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["verify", "image"])]
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["verify", "image", "unmount"])]
     inspect: Option<PathBuf>,
 
     /// Check that every OCI blob hashes to the digest its descriptor records.
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image"])]
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image", "unmount"])]
     verify: Option<PathBuf>,
 
-    /// Turn on debug logging (RUST_LOG, when set, takes precedence).
+    /// Unmount the FUSE file system at MOUNTPOINT (also a stale one).
+    #[arg(short = 'u', long = "unmount", value_name = "MOUNTPOINT",
+          conflicts_with_all = ["inspect", "verify", "image"])]
+    unmount: Option<PathBuf>,
+
+    /// Stay in the foreground: serve the mount until it is unmounted or interrupted.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+
+    /// Debug logging (RUST_LOG, when set, takes precedence); implies -f, as in libfuse.
     #[arg(short, long)]
     debug: bool,
 
-    /// The SIF image to mount (not available in this version).
+    /// Mount options, comma-separated; repeatable (see below).
+    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
+    options: Vec<String>,
+
+    /// The SIF or OCI-SIF image to mount (read-only).
     #[arg(value_name = "IMAGE", requires = "mountpoint")]
     image: Option<PathBuf>,
 
-    /// Where to mount it (not available in this version).
+    /// An existing directory to mount it on.
     #[arg(value_name = "MOUNTPOINT")]
     mountpoint: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.debug);
+/// A failure that ends the program: a one-line message and the exit status.
+#[derive(Debug)]
+pub struct Fatal {
+    pub status: u8,
+    pub message: String,
+}
 
-    let result = if let Some(image) = &cli.inspect {
-        inspect::inspect(image, &mut Stdout)
-    } else if let Some(image) = &cli.verify {
-        inspect::verify(image, &mut Stdout)
-    } else {
-        // clap guarantees IMAGE and MOUNTPOINT here (arg_required_else_help, requires).
-        eprintln!(
-            "sifmount: mounting is not available in this version yet (sifmount {} can \
-             only --inspect or --verify an image); nothing was mounted",
-            env!("CARGO_PKG_VERSION")
-        );
-        return ExitCode::from(EXIT_USAGE);
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("sifmount: {e}");
-            ExitCode::FAILURE
+impl Fatal {
+    pub fn failure(message: impl Into<String>) -> Self {
+        Fatal {
+            status: EXIT_FAILURE,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Fatal {
+            status: EXIT_USAGE,
+            message: message.into(),
         }
     }
 }
 
-/// Default level warn, debug with `-d`; `RUST_LOG` overrides both.
-fn init_logging(debug: bool) {
-    let default = if debug { "debug" } else { "warn" };
+/// Joins the lines of a message from elsewhere (fusermount3's stderr) so that every error
+/// stays one line.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mounting = cli.image.is_some();
+    let foreground = cli.foreground || cli.debug;
+    init_logging(cli.debug, mounting && foreground);
+
+    let result = if let Some(image) = &cli.inspect {
+        inspect::inspect(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
+    } else if let Some(image) = &cli.verify {
+        inspect::verify(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
+    } else if let Some(mountpoint) = &cli.unmount {
+        unmount::unmount(mountpoint).map(|()| ExitCode::SUCCESS)
+    } else {
+        // clap guarantees IMAGE and MOUNTPOINT here (arg_required_else_help, requires).
+        match (&cli.image, &cli.mountpoint) {
+            (Some(image), Some(mountpoint)) => {
+                mount(image, mountpoint, &cli.options, foreground).map(|()| ExitCode::SUCCESS)
+            }
+            _ => Err(Fatal::usage("IMAGE and MOUNTPOINT are both needed")),
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(fatal) => {
+            eprintln!("sifmount: {}", one_line(&fatal.message));
+            ExitCode::from(fatal.status)
+        }
+    }
+}
+
+/// Checks everything that can be checked before mounting (nothing is forked or mounted
+/// when any fails), then mounts. The command line first, then what the user named, then
+/// the system, so that a typo is reported as such on any machine.
+fn mount(
+    image: &Path,
+    mountpoint: &Path,
+    option_args: &[String],
+    foreground: bool,
+) -> Result<(), Fatal> {
+    let parsed = options::parse(option_args).map_err(|e| Fatal::usage(e.to_string()))?;
+    if parsed.read_write {
+        log::info!("read-write mounts are not available yet: mounting read-only");
+    }
+    let mountpoint = checks::mountpoint(mountpoint)?;
+    let tree = Tree::open(image).map_err(|e| Fatal::failure(e.to_string()))?;
+    checks::fuse_device()?;
+    checks::fusermount_when_needed()?;
+
+    let defaults = options::Defaults {
+        // SAFETY (both): getuid and getgid have no preconditions and cannot fail.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        // Absolute, so that the mount table says which file it is whatever the cwd was.
+        fsname: std::path::absolute(image)
+            .unwrap_or_else(|_| image.to_path_buf())
+            .display()
+            .to_string(),
+        threads: options::default_threads(
+            std::thread::available_parallelism().ok().map(|n| n.get()),
+        ),
+    };
+    let request = daemon::Request {
+        image: image.to_path_buf(),
+        mountpoint,
+        options: parsed.into_mount_options(defaults),
+    };
+    log::debug!("mount options: {:?}", request.options);
+    if foreground {
+        daemon::foreground(tree, &request)
+    } else {
+        daemon::background(tree, &request)
+    }
+}
+
+/// Default level warn; info from sifmount itself when serving in the foreground (so that
+/// "mounted" and "unmounted" show); debug everywhere with `-d`. `RUST_LOG` overrides all.
+fn init_logging(debug: bool, serving_in_foreground: bool) {
+    let default = if debug {
+        "debug"
+    } else if serving_in_foreground {
+        "warn,sifmount=info"
+    } else {
+        "warn"
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }
 

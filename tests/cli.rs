@@ -246,18 +246,219 @@ fn non_sif_file_is_an_error_naming_it() {
     }
 }
 
-#[test]
-fn mount_form_is_refused_until_mounting_exists() {
+/// Runs sifmount with stdout and stderr in files rather than pipes, so that a daemon that
+/// kept them open could not block the test, and fails the test if it takes more than
+/// `LIMIT`: none of these command lines may hang.
+fn run_bounded(args: &[&std::ffi::OsStr]) -> Output {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
     let dir = tempfile::tempdir().unwrap();
-    let image = common::upstream(COSIGN_IMAGE);
-    let o = sifmount(&[image.as_os_str(), dir.path().as_os_str()]);
-    assert_status(&o, 2);
+    let out_path = dir.path().join("stdout");
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sifmount"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run sifmount");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "sifmount {args:?} still running after {LIMIT:?}; stderr so far: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap(),
+        stderr: std::fs::read(&err_path).unwrap(),
+    }
+}
+
+fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<std::ffi::OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+/// Runs a command line that must fail before mounting anything, and checks the common
+/// promises: the status, one line on stderr starting with "sifmount: " and containing
+/// `needle`, nothing on stdout. Returns the message.
+#[track_caller]
+fn refused(args: &[&dyn AsRef<std::ffi::OsStr>], status: i32, needle: &str) -> String {
+    let args = os(args);
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let o = run_bounded(&refs);
+    assert_status(&o, status);
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+    assert!(err.starts_with("sifmount: "), "{args:?}: {err}");
     assert!(
-        stderr(&o).starts_with("sifmount: mounting is not available in this version yet"),
-        "{}",
-        stderr(&o)
+        err.contains(needle),
+        "{args:?}: wanted {needle:?} in: {err}"
     );
-    assert!(o.stdout.is_empty());
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(o.stdout.is_empty(), "{args:?}: {}", stdout(&o));
+    err.trim_end().to_string()
+}
+
+#[test]
+fn mount_of_a_missing_image_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("no-such.sif");
+    let err = refused(&[&image, &dir.path()], 1, "cannot open");
+    assert!(
+        err.starts_with(&format!("sifmount: {}: cannot open", image.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn mount_of_a_file_that_is_not_a_sif_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("text.sif");
+    std::fs::write(&image, b"this is not a SIF file, only text\n").unwrap();
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let err = refused(&[&image, &mountpoint], 1, "not a SIF file");
+    assert!(
+        err.starts_with(&format!("sifmount: {}: not a SIF file", image.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn mount_needs_an_existing_directory_that_is_not_a_mount_point() {
+    let image = common::upstream(COSIGN_IMAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = refused(&[&image, &missing], 1, "mountpoint does not exist");
+    assert_eq!(
+        err,
+        format!("sifmount: {}: mountpoint does not exist", missing.display())
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = refused(&[&image, &file], 1, "mountpoint is not a directory");
+    assert_eq!(
+        err,
+        format!(
+            "sifmount: {}: mountpoint is not a directory",
+            file.display()
+        )
+    );
+    refused(
+        &[&image, &file.join("below")],
+        1,
+        "part of its path is not a directory",
+    );
+
+    // /proc is a mount point on every Linux machine: mounting over it is refused before
+    // any FUSE work, so this needs no FUSE.
+    refused(
+        &[&image, &"/proc"],
+        1,
+        "/proc: mountpoint is busy: /proc is already a mount point (proc from proc)",
+    );
+}
+
+#[test]
+fn bad_mount_options_are_usage_errors_naming_the_option() {
+    let image = common::upstream(COSIGN_IMAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path();
+    let err = refused(&[&"-o", &"ro,bogus", &image, &mp], 2, "'bogus'");
+    assert_eq!(
+        err,
+        "sifmount: unknown mount option 'bogus' (sifmount(1) lists the options -o accepts)"
+    );
+    refused(
+        &[&"-o", &"allow_other,allow_root", &image, &mp],
+        2,
+        "allow_other and allow_root cannot be used together",
+    );
+    // In two -o arguments, and with the options after the operands as mount.fuse3 puts them.
+    refused(
+        &[
+            &image,
+            &mp,
+            &"-o",
+            &"allow_root",
+            &"-o",
+            &"nosuid,allow_other",
+        ],
+        2,
+        "allow_other and allow_root",
+    );
+    refused(
+        &[&"-o", &"uid=abc", &image, &mp],
+        2,
+        "'uid=abc': not a numeric ID",
+    );
+    refused(&[&"-o", &"threads=0", &image, &mp], 2, "'threads=0'");
+    refused(&[&"-o", &"uid", &image, &mp], 2, "'uid' needs a value");
+    refused(
+        &[&"-o", &"nosuid=1", &image, &mp],
+        2,
+        "'nosuid' takes no value",
+    );
+    // Options are checked before anything else: a missing image is not reached.
+    refused(
+        &[&"-obogus", &dir.path().join("none.sif"), &mp],
+        2,
+        "'bogus'",
+    );
+}
+
+#[test]
+fn options_from_fstab_and_mount_reach_the_mountpoint_check() {
+    // What mount(8) and mount.fuse3 hand over (rw, dev, suid, fstab-only options) is
+    // accepted: the command gets as far as the mountpoint check.
+    let image = common::upstream(COSIGN_IMAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    refused(
+        &[
+            &image,
+            &missing,
+            &"-o",
+            &"rw,defaults,noauto,nofail,_netdev,user,x-systemd.automount,comment=x,dev,suid",
+            &"-o",
+            &"ro,noexec,nosuid,nodev,noatime,uid=0,gid=0,fsname=demo,threads=2,default_permissions",
+        ],
+        1,
+        "mountpoint does not exist",
+    );
+}
+
+#[test]
+fn unmount_refuses_what_it_must_not_unmount() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(&[&"-u", &dir.path()], 1, "not mounted");
+    assert_eq!(
+        err,
+        format!("sifmount: {}: not mounted", dir.path().display())
+    );
+    let missing = dir.path().join("missing");
+    let err = refused(&[&"-u", &missing], 1, "no such directory");
+    assert_eq!(
+        err,
+        format!("sifmount: {}: no such directory", missing.display())
+    );
+    // Run as root, a careless -u must not take away a file system that is not FUSE.
+    refused(&[&"-u", &"/proc"], 1, "not a FUSE mount but proc");
+    assert!(std::path::Path::new("/proc/self").exists());
+    // -u takes one mountpoint and nothing else.
+    let o = run(&["-u", "/a", "image.sif", "/b"]);
+    assert_status(&o, 2);
 }
 
 #[test]
@@ -275,7 +476,16 @@ fn usage_errors_exit_2_and_version_and_help_work() {
     );
     let o = run(&["--help"]);
     assert_status(&o, 0);
-    for word in ["--inspect", "--verify", "--debug", "MOUNTPOINT"] {
+    for word in [
+        "--inspect",
+        "--verify",
+        "--debug",
+        "--foreground",
+        "--unmount",
+        "-o <OPT[,OPT...]>",
+        "allow_other",
+        "MOUNTPOINT",
+    ] {
         assert!(stdout(&o).contains(word), "{word}: {}", stdout(&o));
     }
 }

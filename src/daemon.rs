@@ -1,0 +1,383 @@
+//! Serving a mount in the foreground or as a daemon, and unmounting on SIGINT, SIGTERM
+//! and SIGHUP.
+//!
+//! Daemonizing forks before any thread exists (fuser starts its workers in `mount`), so the
+//! child is an ordinary single-threaded copy. The parent returns only when the child says
+//! the mount is ready, or why it is not, over a pipe: the caller of `sifmount` (a script,
+//! mount(8), systemd) can use the mount as soon as it exits 0.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use sifmount::mount::{self, MountOptions, MountedSession, Unmounter};
+use sifmount::tree::Tree;
+
+use crate::{checks, one_line, Fatal};
+
+/// How long the parent waits for the child to mount. Mounting does no image I/O (the tree
+/// is built before the fork), so only a wedged kernel or fusermount3 takes this long.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+const READY: &str = "ready";
+const FAILED: &str = "error ";
+
+/// What to mount where.
+pub struct Request {
+    /// As the user gave it, for messages.
+    pub image: PathBuf,
+    /// Canonical (checks::mountpoint).
+    pub mountpoint: PathBuf,
+    pub options: MountOptions,
+}
+
+/// Mounts and serves until unmounted, in this process.
+pub fn foreground(tree: Tree, request: &Request) -> Result<(), Fatal> {
+    let signals = block_termination_signals()?;
+    let session = mount::mount(tree, &request.mountpoint, &request.options)
+        .map_err(|e| checks::explain_mount_error(&e, &request.image, &request.mountpoint))?;
+    info!(
+        "mounted {} at {}",
+        request.image.display(),
+        request.mountpoint.display()
+    );
+    serve(session, signals, &request.mountpoint)?;
+    info!("unmounted {}", request.mountpoint.display());
+    Ok(())
+}
+
+/// Mounts in a daemon child and returns once the mount is ready (or has failed).
+pub fn background(tree: Tree, request: &Request) -> Result<(), Fatal> {
+    let threads = thread_count();
+    if threads != Some(1) {
+        // fork() copies only the calling thread; another thread holding a lock (the
+        // allocator's, the logger's) would leave it locked forever in the child.
+        return Err(Fatal::failure(format!(
+            "internal error: cannot daemonize with {} threads running; use -f",
+            threads.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string())
+        )));
+    }
+    // Buffered output would otherwise be written twice, once by each process.
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    let (ready_read, ready_write) = pipe()?;
+
+    // SAFETY: the process has one thread (checked above), so the child may do anything
+    // the parent could.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Fatal::failure(format!(
+            "cannot fork the mount process: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    if pid == 0 {
+        drop(ready_read);
+        let status = child(tree, request, File::from(ready_write));
+        std::process::exit(status);
+    }
+    drop(ready_write);
+    // The child owns the image now; the parent's copy of the descriptor is just closed.
+    drop(tree);
+    wait_until_ready(File::from(ready_read), pid, &request.mountpoint)
+}
+
+/// The daemon: returns its exit status.
+fn child(tree: Tree, request: &Request, mut ready: File) -> i32 {
+    let report = |ready: &mut File, fatal: &Fatal| {
+        let _ = writeln!(ready, "{FAILED}{}", one_line(&fatal.message));
+    };
+    // Its own session: no controlling terminal, so closing the terminal that started it
+    // or pressing Ctrl-C there does not reach the daemon.
+    // SAFETY: setsid has no preconditions; the child of fork is never a group leader.
+    if unsafe { libc::setsid() } < 0 {
+        let e = io::Error::last_os_error();
+        report(&mut ready, &Fatal::failure(format!("setsid: {e}")));
+        return 1;
+    }
+    let signals = match block_termination_signals() {
+        Ok(s) => s,
+        Err(fatal) => {
+            report(&mut ready, &fatal);
+            return 1;
+        }
+    };
+    let mut session = match mount::mount(tree, &request.mountpoint, &request.options) {
+        Ok(s) => s,
+        Err(e) => {
+            let fatal = checks::explain_mount_error(&e, &request.image, &request.mountpoint);
+            report(&mut ready, &fatal);
+            return 1;
+        }
+    };
+    // Before saying "ready": once the parent exits, whoever ran sifmount must not wait
+    // for the daemon to close stdout and stderr (a shell's $(...), a test's pipes).
+    if let Err(e) = detach_from_caller() {
+        let _ = session.unmounter().unmount();
+        report(
+            &mut ready,
+            &Fatal::failure(format!("cannot detach the mount process: {e}")),
+        );
+        return 1;
+    }
+    if ready.write_all(format!("{READY}\n").as_bytes()).is_err() {
+        // The parent is gone (killed by its caller): nobody knows this mount exists, so
+        // leaving it would be a surprise.
+        let _ = session.unmounter().unmount();
+        return 1;
+    }
+    drop(ready);
+    match serve(session, signals, &request.mountpoint) {
+        Ok(()) => 0,
+        Err(fatal) => {
+            error!("{}", fatal.message);
+            1
+        }
+    }
+}
+
+/// stdin, stdout and stderr to /dev/null; working directory `/` so that the daemon does
+/// not keep another file system busy.
+fn detach_from_caller() -> io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: both descriptors are open; dup2 replaces fd atomically.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    std::env::set_current_dir("/")
+}
+
+fn wait_until_ready(mut pipe: File, pid: libc::pid_t, mountpoint: &Path) -> Result<(), Fatal> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut message = Vec::new();
+    loop {
+        if message.contains(&b'\n') {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // SIGTERM rather than SIGKILL: the child blocks it until its signal thread
+            // runs, which then unmounts, so a mount that completes late is not left stale.
+            // SAFETY: kill has no memory-safety preconditions; pid is our child.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            return Err(Fatal::failure(format!(
+                "{}: the mount did not become ready within {} seconds; gave up \
+                 (the mount process {pid} was told to stop)",
+                mountpoint.display(),
+                READY_TIMEOUT.as_secs()
+            )));
+        }
+        if !poll_readable(&pipe, left)? {
+            continue;
+        }
+        let mut chunk = [0u8; 4096];
+        match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => message.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Fatal::failure(format!(
+                    "cannot read from the mount process: {e}"
+                )))
+            }
+        }
+    }
+    let message = String::from_utf8_lossy(&message);
+    let line = message.lines().next().unwrap_or("");
+    if line == READY {
+        return Ok(());
+    }
+    let status = reap(pid);
+    match line.strip_prefix(FAILED) {
+        Some(reason) => Err(Fatal::failure(reason)),
+        None => Err(Fatal::failure(format!(
+            "{}: the mount process {status} before the mount was ready",
+            mountpoint.display()
+        ))),
+    }
+}
+
+/// Waits for the child to exit and says how it ended.
+fn reap(pid: libc::pid_t) -> String {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer; pid is our child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return format!("ended in an unknown way ({e})");
+        }
+    }
+    if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("was killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("ended with wait status {status}")
+    }
+}
+
+fn poll_readable(pipe: &File, timeout: Duration) -> Result<bool, Fatal> {
+    let mut fds = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fds points to one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut fds, 1, millis) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(Fatal::failure(format!(
+            "cannot wait for the mount process: {e}"
+        )));
+    }
+    Ok(rc > 0)
+}
+
+/// A close-on-exec pipe: fusermount3, which fuser runs in the child, must not inherit the
+/// write end, or the parent could wait on it after the child has died.
+fn pipe() -> Result<(OwnedFd, OwnedFd), Fatal> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Fatal::failure(format!(
+            "cannot create a pipe: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(|entries| entries.count())
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread, and so in every thread it
+/// starts afterwards (fuser's workers): they are then delivered only to the thread that
+/// waits for them with sigwait, which unmounts, instead of killing the process with the
+/// mount left behind stale.
+fn block_termination_signals() -> Result<libc::sigset_t, Fatal> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset only sets bits in it; the signal
+    // numbers are valid.
+    let set = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        set.assume_init()
+    };
+    // SAFETY: set is initialised; the old mask is not wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(Fatal::failure(format!(
+            "cannot block signals: {}",
+            io::Error::from_raw_os_error(rc)
+        )));
+    }
+    Ok(set)
+}
+
+/// Serves the mount until it is unmounted: by a signal, by `sifmount -u`, `umount` or
+/// `fusermount3 -u` from outside.
+fn serve(
+    mut session: MountedSession,
+    signals: libc::sigset_t,
+    mountpoint: &Path,
+) -> Result<(), Fatal> {
+    let unmounter = Arc::new(Mutex::new(session.unmounter()));
+    if let Err(e) = spawn_signal_thread(signals, Arc::clone(&unmounter), mountpoint) {
+        let _ = lock(&unmounter).unmount();
+        return Err(Fatal::failure(format!(
+            "cannot start the signal thread: {e}; unmounted {}",
+            mountpoint.display()
+        )));
+    }
+    session.run().map_err(|e| {
+        // The session failing must not leave the mount behind, stale.
+        if let Err(u) = lock(&unmounter).unmount() {
+            warn!("cannot unmount {}: {u}", mountpoint.display());
+        }
+        Fatal::failure(format!(
+            "{}: serving the mount failed: {e}",
+            mountpoint.display()
+        ))
+    })
+}
+
+fn spawn_signal_thread(
+    signals: libc::sigset_t,
+    unmounter: Arc<Mutex<Unmounter>>,
+    mountpoint: &Path,
+) -> io::Result<()> {
+    let mountpoint = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            // fuser's unmounter is spent after one attempt, even a failed one (busy);
+            // later signals detach the mount lazily instead.
+            let mut tried = false;
+            loop {
+                let mut signal = 0;
+                // SAFETY: signals is an initialised set, blocked in this thread (inherited).
+                let rc = unsafe { libc::sigwait(&signals, &mut signal) };
+                if rc != 0 {
+                    error!("sigwait: {}", io::Error::from_raw_os_error(rc));
+                    return;
+                }
+                info!(
+                    "{}: unmounting {}",
+                    signal_name(signal),
+                    mountpoint.display()
+                );
+                let result = if tried {
+                    crate::unmount::detach(&mountpoint)
+                } else {
+                    tried = true;
+                    lock(&unmounter).unmount()
+                };
+                if let Err(e) = result {
+                    warn!(
+                        "cannot unmount {}: {e}; still serving (signal again to detach \
+                         it lazily: it goes once its last user lets go)",
+                        mountpoint.display()
+                    );
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// A panic while unmounting cannot leave the unmounter half-changed in a way that
+/// matters: the next attempt asks the kernel again.
+fn lock(unmounter: &Mutex<Unmounter>) -> std::sync::MutexGuard<'_, Unmounter> {
+    unmounter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn signal_name(signal: libc::c_int) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        libc::SIGHUP => "SIGHUP".to_string(),
+        n => format!("signal {n}"),
+    }
+}

@@ -331,8 +331,7 @@ fn spawn_signal_thread(
     std::thread::Builder::new()
         .name("signals".to_string())
         .spawn(move || {
-            // fuser's unmounter is spent after one attempt, even a failed one (busy);
-            // later signals detach the mount lazily instead.
+            // fuser's unmounter is spent after one attempt, even a failed one.
             let mut tried = false;
             loop {
                 let mut signal = 0;
@@ -347,18 +346,29 @@ fn spawn_signal_thread(
                     signal_name(signal),
                     mountpoint.display()
                 );
-                let result = if tried {
-                    crate::unmount::detach(&mountpoint)
+                let clean = if tried {
+                    Err(io::Error::other("already tried"))
                 } else {
                     tried = true;
                     lock(&unmounter).unmount()
                 };
-                if let Err(e) = result {
-                    warn!(
-                        "cannot unmount {}: {e}; still serving (signal again to detach \
-                         it lazily: it goes once its last user lets go)",
-                        mountpoint.display()
-                    );
+                // Busy (a process works in the mount, or the kernel has not yet sent the
+                // release of a file just closed): detach lazily, as libfuse file systems
+                // do on a signal. The mount leaves the namespace now and the session ends
+                // when its last user lets go, so no stale mount is left either way.
+                if let Err(e) = clean {
+                    log::debug!("unmount {}: {e}; detaching", mountpoint.display());
+                    match crate::unmount::detach(&mountpoint) {
+                        Ok(()) => info!(
+                            "detached {} (busy): serving its remaining users until they \
+                             let go",
+                            mountpoint.display()
+                        ),
+                        Err(e) => warn!(
+                            "cannot unmount {}: {e}; still serving",
+                            mountpoint.display()
+                        ),
+                    }
                 }
             }
         })

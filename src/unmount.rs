@@ -26,7 +26,7 @@ pub fn unmount(path: &Path) -> Result<(), Fatal> {
         )));
     }
     if is_root() {
-        match umount(&target) {
+        match retry_while_busy(|| umount(&target)) {
             Ok(()) => return Ok(()),
             // Root without CAP_SYS_ADMIN (a user namespace): fusermount3 may still do it.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -91,6 +91,24 @@ fn umount(target: &Path) -> io::Result<()> {
     umount2(target, 0)
 }
 
+/// The kernel sends FUSE's RELEASE for a closed file asynchronously, so a mount whose last
+/// file was closed a moment ago can still be busy (`cat f; sifmount -u mnt` in a script).
+/// A second or so covers that; a mount that is really in use stays busy.
+fn retry_while_busy(mut attempt: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    const TRIES: u32 = 10;
+    for _ in 1..TRIES {
+        match attempt() {
+            Err(e) if is_busy(&e) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            other => return other,
+        }
+    }
+    attempt()
+}
+
+fn is_busy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EBUSY) || e.to_string().contains("Device or resource busy")
+}
+
 fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let c_path = CString::new(target.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
@@ -105,10 +123,7 @@ fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
 fn umount_error(path: &Path, e: &io::Error) -> Fatal {
     let shown = path.display();
     match e.raw_os_error() {
-        Some(libc::EBUSY) => Fatal::failure(format!(
-            "{shown}: busy: a process has a file open or its working directory in it \
-             (fuser -vm {shown} lists them); nothing was unmounted"
-        )),
+        Some(libc::EBUSY) => busy(path),
         Some(libc::EINVAL) => Fatal::failure(format!("{shown}: not mounted")),
         _ => Fatal::failure(format!("{shown}: cannot unmount: {e}")),
     }
@@ -122,24 +137,41 @@ fn fusermount_unmount(path: &Path, target: &Path) -> Result<(), Fatal> {
              and not running as root"
         )));
     };
-    let output = Command::new(&fusermount)
-        .arg("-u")
-        .arg("--")
-        .arg(target)
-        .output()
-        .map_err(|e| {
-            Fatal::failure(format!("{shown}: cannot run {}: {e}", fusermount.display()))
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
-    Err(Fatal::failure(format!(
-        "{shown}: cannot unmount: {}",
-        if stderr.is_empty() {
+    let run = || -> io::Result<()> {
+        let output = Command::new(&fusermount)
+            .arg("-u")
+            .arg("--")
+            .arg(target)
+            .output()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot run {}: {e}", fusermount.display()),
+                )
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = one_line(&String::from_utf8_lossy(&output.stderr));
+        Err(io::Error::other(if stderr.is_empty() {
             format!("{} exited with {}", fusermount.display(), output.status)
         } else {
             stderr
+        }))
+    };
+    retry_while_busy(run).map_err(|e| {
+        if is_busy(&e) {
+            busy(path)
+        } else {
+            Fatal::failure(format!("{shown}: cannot unmount: {e}"))
         }
-    )))
+    })
+}
+
+fn busy(path: &Path) -> Fatal {
+    let shown = path.display();
+    Fatal::failure(format!(
+        "{shown}: busy: a process has a file open or its working directory in it \
+         (fuser -vm {shown} lists them); nothing was unmounted"
+    ))
 }

@@ -123,12 +123,16 @@ fn main() -> ExitCode {
     } else if let Some(mountpoint) = &cli.unmount {
         unmount::unmount(mountpoint).map(|()| ExitCode::SUCCESS)
     } else {
-        // clap guarantees IMAGE and MOUNTPOINT here (arg_required_else_help, requires).
+        // clap guarantees MOUNTPOINT with IMAGE (requires).
         match (&cli.image, &cli.mountpoint) {
             (Some(image), Some(mountpoint)) => {
                 mount(image, mountpoint, &cli.options, foreground).map(|()| ExitCode::SUCCESS)
             }
-            _ => Err(Fatal::usage("IMAGE and MOUNTPOINT are both needed")),
+            // -f, -d or -o alone.
+            _ => Err(Fatal::usage(
+                "nothing to do: give IMAGE MOUNTPOINT, -u MOUNTPOINT, --inspect IMAGE or \
+                 --verify IMAGE (see --help)",
+            )),
         }
     };
     match result {

@@ -467,6 +467,14 @@ fn usage_errors_exit_2_and_version_and_help_work() {
     assert_status(&run(&["only-an-image.sif"]), 2);
     assert_status(&run(&["--inspect", "a", "--verify", "b"]), 2);
     assert_status(&run(&["--bogus"]), 2);
+    // Options without anything to do.
+    let o = run(&["-f", "-o", "ro"]);
+    assert_status(&o, 2);
+    assert!(
+        stderr(&o).starts_with("sifmount: nothing to do: give IMAGE MOUNTPOINT"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = run(&["--version"]);
     assert_status(&o, 0);

@@ -166,8 +166,10 @@ fn mount(
         // SAFETY (both): getuid and getgid have no preconditions and cannot fail.
         uid: unsafe { libc::getuid() },
         gid: unsafe { libc::getgid() },
-        // Absolute, so that the mount table says which file it is whatever the cwd was.
-        fsname: std::path::absolute(image)
+        // Canonical, so that the mount table says which file it is whatever the cwd was.
+        fsname: image
+            .canonicalize()
+            .or_else(|_| std::path::absolute(image))
             .unwrap_or_else(|_| image.to_path_buf())
             .display()
             .to_string(),

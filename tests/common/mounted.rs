@@ -478,9 +478,10 @@ impl Mount {
 
     /// Unmounts with `fusermount3 -u`, then waits as [`Mount::wait_gone`] does.
     pub fn unmount(mut self) -> Option<ExitStatus> {
-        // A process that another test thread is starting holds copies of this process's
-        // descriptors (those on this mount included) until it calls exec, so the mount
-        // can be busy for a moment after this test has closed everything: retry briefly.
+        // The mount can be busy for a moment after the test closed its last file: the
+        // kernel finishes FUSE's RELEASE asynchronously, and a process another test thread
+        // is starting holds copies of this process's descriptors until it calls exec.
+        // Retry briefly; a mount really in use stays busy and fails the test.
         let deadline = Instant::now() + Duration::from_secs(3);
         let out = loop {
             let out = run(

@@ -163,13 +163,11 @@ fn wait_until_ready(mut pipe: File, pid: libc::pid_t, mountpoint: &Path) -> Resu
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            // SIGTERM rather than SIGKILL: the child blocks it until its signal thread
-            // runs, which then unmounts, so a mount that completes late is not left stale.
-            // SAFETY: kill has no memory-safety preconditions; pid is our child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            stop(pid);
             return Err(Fatal::failure(format!(
-                "{}: the mount did not become ready within {} seconds; gave up \
-                 (the mount process {pid} was told to stop)",
+                "{0}: the mount did not become ready within {1} seconds; gave up and stopped \
+                 the mount process (if {0} is left as a stale mount, clear it with: \
+                 sifmount -u {0})",
                 mountpoint.display(),
                 READY_TIMEOUT.as_secs()
             )));
@@ -202,6 +200,25 @@ fn wait_until_ready(mut pipe: File, pid: libc::pid_t, mountpoint: &Path) -> Resu
             mountpoint.display()
         ))),
     }
+}
+
+/// Ends a child that is stuck mounting. SIGTERM first: the child blocks it until its
+/// signal thread runs, which then unmounts, so a mount that completes late is not left
+/// stale; SIGKILL if that does not end it soon, since a child stuck in the kernel or on
+/// fusermount3 never reaches its signal thread.
+fn stop(pid: libc::pid_t) {
+    // SAFETY (kill, waitpid): no memory-safety preconditions; pid is our child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let mut status = 0;
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(pid);
 }
 
 /// Waits for the child to exit and says how it ended.

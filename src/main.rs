@@ -192,13 +192,17 @@ fn mount(
 
 /// Default level warn; info from sifmount itself when serving in the foreground (so that
 /// "mounted" and "unmounted" show); debug everywhere with `-d`. `RUST_LOG` overrides all.
+///
+/// fuser's session warns "Failed to umount filesystem" whenever the mount was already
+/// removed from outside (`umount`, `sifmount -u`), which is the normal way a mount ends;
+/// its real failures are errors, so only those are shown unless `-d`.
 fn init_logging(debug: bool, serving_in_foreground: bool) {
     let default = if debug {
         "debug"
     } else if serving_in_foreground {
-        "warn,sifmount=info"
+        "warn,sifmount=info,fuser::session=error"
     } else {
-        "warn"
+        "warn,fuser::session=error"
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }

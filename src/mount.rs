@@ -81,7 +81,9 @@ pub fn mount(tree: Tree, mountpoint: &Path, options: &MountOptions) -> io::Resul
     let mut mount_options = vec![
         MountOption::RO,
         MountOption::FSName(options.fsname.clone()),
-        MountOption::Subtype("sifmount".to_string()),
+        // As a kernel option rather than MountOption::Subtype: fuser's own mount(2) call
+        // (used as root) drops Subtype, and then the mount table says plain "fuse".
+        MountOption::CUSTOM("subtype=sifmount".to_string()),
     ];
     if options.default_permissions {
         mount_options.push(MountOption::DefaultPermissions);

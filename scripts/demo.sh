@@ -1,20 +1,68 @@
 #!/usr/bin/env bash
 # The README's first command: build sifmount, make a small demo OCI-SIF with the
-# project's own writer, then inspect and verify it. Runs from any directory.
+# project's own writer, mount it, look around the mount as a user would, and unmount.
+# Runs from any directory. Installs fuse3 (fusermount3) when it is missing and this runs
+# as root; otherwise says what is needed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+if ! command -v fusermount3 >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing fuse3 (fusermount3)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq fuse3 >/dev/null
+    elif [ "$(id -u)" -ne 0 ]; then
+        echo "demo.sh: fusermount3 is missing: install the fuse3 package (apt-get install fuse3)" >&2
+        exit 1
+    fi
+fi
+if [ ! -e /dev/fuse ]; then
+    echo "demo.sh: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2
+    exit 1
+fi
+
 cargo build --release --bin sifmount --example make-oci-sif
+sifmount=target/release/sifmount
 
 mkdir -p target/demo
 image=target/demo/demo.oci.sif
 target/release/examples/make-oci-sif "$image"
 
-echo
-echo "\$ sifmount --inspect $image"
-target/release/sifmount --inspect "$image"
+mnt=$(mktemp -d "${TMPDIR:-/tmp}/sifmount-demo.XXXXXX")
+cleanup() {
+    if grep -q " $mnt " /proc/self/mountinfo 2>/dev/null; then
+        "$sifmount" -u "$mnt" || true
+    fi
+    rmdir "$mnt" 2>/dev/null || true
+}
+trap cleanup EXIT
 
+run() {
+    echo
+    echo "\$ $*"
+    "$@"
+}
+
+run "$sifmount" --verify "$image"
+run "$sifmount" "$image" "$mnt"
+run ls -l "$mnt"
+run cat "$mnt/index.json"
 echo
-echo "\$ sifmount --verify $image"
-target/release/sifmount --verify "$image"
+run ls -l "$mnt"/images/*/ "$mnt"/images/*/layers/
+run ls "$mnt/sif/objects"
+echo
+echo "\$ (cd $mnt/blobs/sha256 && for f in *; do echo \"\$f  \$f\"; done | sha256sum -c)"
+(cd "$mnt/blobs/sha256" && for f in *; do echo "$f  $f"; done | sha256sum -c)
+if command -v skopeo >/dev/null 2>&1; then
+    run skopeo inspect "oci:$mnt"
+else
+    echo
+    echo "(skopeo is not installed: apt-get install skopeo, then: skopeo inspect oci:MOUNTPOINT)"
+fi
+run "$sifmount" -u "$mnt"
+trap - EXIT
+rmdir "$mnt"
+echo
+echo "demo done: $image was mounted, read and unmounted"

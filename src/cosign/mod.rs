@@ -1,5 +1,28 @@
-//! Cosign's storage conventions (spec/COSIGN.md). For now: recognising the root-index
-//! names of signature images, so that they are not shown as images of their own.
+//! Cosign's storage conventions (spec/COSIGN.md): finding the signatures, attestations,
+//! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
+
+mod discover;
+mod error;
+
+pub use discover::{discover, Discovery, Entry, EntryKind, Origin, MAX_LAYERS};
+pub use error::{CosignError, Result};
+
+/// The `cosign save` annotation that says what a layout entry is (spec/COSIGN.md §1.3).
+pub const KIND_ANNOTATION: &str = "kind";
+
+/// Layer annotations that become files of their own in an entry directory
+/// (DESIGN.md §3), with the file names.
+pub const ANNOTATION_FILES: [(&str, &str); 5] = [
+    ("dev.cosignproject.cosign/signature", "signature"),
+    ("dev.sigstore.cosign/certificate", "certificate"),
+    ("dev.sigstore.cosign/chain", "chain"),
+    ("dev.sigstore.cosign/bundle", "bundle"),
+    ("dev.sigstore.cosign/rfc3161timestamp", "rfc3161timestamp"),
+];
+
+/// The layer annotation `cosign attest` writes with the predicate type (informational:
+/// the signed statement is what counts).
+pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
 
 /// The tags cosign gives the images it stores beside a target (spec/COSIGN.md §1.3).
 const SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];

@@ -2,10 +2,20 @@
 //! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
 
 mod discover;
+mod dsse;
 mod error;
+mod verify;
 
 pub use discover::{discover, Discovery, Entry, EntryKind, Origin, MAX_LAYERS};
+pub use dsse::{
+    bundle_envelope, decode_base64, pae, Bundle, BundleContent, Envelope, EnvelopeSignature,
+    Statement, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE,
+};
 pub use error::{CosignError, Result};
+pub use verify::{
+    verify, PublicKey, SignedForm, Subject, Verdict, BUNDLE_MEDIA_TYPE_PREFIX,
+    CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+};
 
 /// The `cosign save` annotation that says what a layout entry is (spec/COSIGN.md §1.3).
 pub const KIND_ANNOTATION: &str = "kind";

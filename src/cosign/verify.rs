@@ -1,0 +1,820 @@
+//! Verifying an entry with public keys, as `cosign verify --key K --insecure-ignore-tlog`
+//! and `cosign verify-attestation` do (spec/COSIGN.md §3.3, §4, §6.3): the payload's
+//! digest, the signature over it (or over the DSSE PAE), and the claim that it is about
+//! the target. Rekor entries and certificates are not checked: a key is the only trust.
+//!
+//! The inputs come from the image, so nothing here panics on them: every problem is a
+//! [`Verdict::Failed`] saying what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use ed25519_dalek::pkcs8::DecodePublicKey as _;
+use rsa::pkcs1::DecodeRsaPublicKey as _;
+use rsa::signature::hazmat::PrehashVerifier as _;
+use rsa::signature::Verifier as _;
+use sha2::{Digest as _, Sha256};
+use spki::der::Decode as _;
+use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
+
+use super::dsse::{
+    decode_base64_bytes, pae, shown, Bundle, BundleContent, Envelope, Statement,
+    IN_TOTO_PAYLOAD_TYPE,
+};
+use super::error::{CosignError, Result};
+use super::EntryKind;
+use crate::sif::Digest;
+
+/// The layer annotation holding a simple-signing signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The layer annotation holding a keyless signature's certificate.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+
+/// Layer media types (spec/COSIGN.md §2.3, §4, §6.1).
+pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// Every sigstore bundle version's media type starts so (`….bundle+json;version=0.1`,
+/// `….bundle.v0.3+json`).
+pub const BUNDLE_MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
+
+/// A PEM public key file is well under a kilobyte (an RSA-4096 one is 800 bytes): more
+/// is the wrong file, and not worth reading whole.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// A public key to verify with, as cosign writes them (`cosign.pub`: PEM `PUBLIC KEY`).
+#[derive(Clone)]
+pub struct PublicKey {
+    name: String,
+    key: KeyKind,
+}
+
+#[derive(Clone)]
+enum KeyKind {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Rsa(rsa::pkcs1v15::VerifyingKey<Sha256>),
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({}, {})", self.name, self.algorithm())
+    }
+}
+
+impl PublicKey {
+    /// Reads a PEM public key file. Errors name the file and say what is wrong with it.
+    pub fn load(path: &Path) -> Result<PublicKey> {
+        let name = path.display().to_string();
+        let fail = |problem: String| CosignError::File {
+            path: name.clone(),
+            problem,
+        };
+        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_KEY_FILE {
+            return Err(fail(format!(
+                "larger than {} KiB: not a PEM public key",
+                MAX_KEY_FILE / 1024
+            )));
+        }
+        PublicKey::from_pem(&bytes, &name)
+    }
+
+    /// Parses a PEM public key: `PUBLIC KEY` (PKIX, as cosign writes ECDSA P-256/P-384,
+    /// Ed25519 and RSA keys) or `RSA PUBLIC KEY` (PKCS#1). `name` is what messages and
+    /// verdicts call the key, normally its file path.
+    pub fn from_pem(pem: &[u8], name: &str) -> Result<PublicKey> {
+        let fail = |problem: String| CosignError::File {
+            path: name.to_string(),
+            problem,
+        };
+        let (label, der) = pem_block(pem).map_err(fail)?;
+        let key = match label.as_str() {
+            "PUBLIC KEY" => key_from_spki(&der).map_err(fail)?,
+            "RSA PUBLIC KEY" => {
+                let key = rsa::RsaPublicKey::from_pkcs1_der(&der)
+                    .map_err(|e| fail(format!("not a valid PKCS#1 RSA public key: {e}")))?;
+                KeyKind::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+            }
+            "CERTIFICATE" => {
+                return Err(fail(
+                    "holds a certificate, not a public key (extract the key with \
+                     `openssl x509 -pubkey -noout -in FILE`)"
+                        .to_string(),
+                ))
+            }
+            l if l.contains("PRIVATE KEY") => {
+                return Err(fail(format!(
+                    "holds a private key ({l}); verification takes the public key (cosign's `.pub` file)"
+                )))
+            }
+            l => return Err(fail(format!("holds a PEM {l}, not a PUBLIC KEY"))),
+        };
+        Ok(PublicKey {
+            name: name.to_string(),
+            key,
+        })
+    }
+
+    /// The name verdicts use: the file path as given.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn algorithm(&self) -> &'static str {
+        match self.key {
+            KeyKind::P256(_) => "ECDSA P-256",
+            KeyKind::P384(_) => "ECDSA P-384",
+            KeyKind::Ed25519(_) => "Ed25519",
+            KeyKind::Rsa(_) => "RSA",
+        }
+    }
+
+    /// Whether `signature` is this key's signature of `message`, as sigstore's verifiers
+    /// check it: ECDSA with SHA-256 over the message, the signature ASN.1 DER or (if that
+    /// does not parse) IEEE P1363 `r‖s`; P-384 also with SHA-384, which cosign v3 signs
+    /// P-384 keys with; Ed25519 pure; RSA PKCS#1 v1.5 with SHA-256.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.key {
+            KeyKind::P256(key) => p256::ecdsa::Signature::from_der(signature)
+                .or_else(|_| p256::ecdsa::Signature::from_slice(signature))
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            KeyKind::P384(key) => p384::ecdsa::Signature::from_der(signature)
+                .or_else(|_| p384::ecdsa::Signature::from_slice(signature))
+                .is_ok_and(|sig| {
+                    key.verify_prehash(&Sha256::digest(message), &sig).is_ok()
+                        || key.verify(message, &sig).is_ok()
+                }),
+            KeyKind::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            KeyKind::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+        }
+    }
+}
+
+/// The first PEM block of `text`: its label and decoded body. Text before and after it
+/// is ignored, as Go's `pem.Decode` (which cosign uses) ignores it.
+fn pem_block(text: &[u8]) -> std::result::Result<(String, Vec<u8>), String> {
+    const NOT_PEM: &str = "not a PEM file (no -----BEGIN line): give a public key as cosign \
+                           writes it (-----BEGIN PUBLIC KEY-----)";
+    let begin = find(text, b"-----BEGIN ").ok_or(NOT_PEM)?;
+    let rest = &text[begin + b"-----BEGIN ".len()..];
+    let label_end = find(rest, b"-----").ok_or(NOT_PEM)?;
+    let label = std::str::from_utf8(&rest[..label_end])
+        .ok()
+        .filter(|l| l.len() <= 64 && !l.contains(['\n', '\r']))
+        .ok_or(NOT_PEM)?
+        .to_string();
+    let body = &rest[label_end + b"-----".len()..];
+    let end_line = format!("-----END {label}-----");
+    let body_end = find(body, end_line.as_bytes())
+        .ok_or_else(|| format!("PEM {label} block has no {end_line} line"))?;
+    let body = &body[..body_end];
+    // RFC 1421 headers (`Proc-Type: …`) only occur in encrypted private keys.
+    if body.contains(&b':') {
+        return Err(format!(
+            "PEM {label} block has headers: encrypted or not a public key"
+        ));
+    }
+    let der =
+        decode_base64_bytes(body).map_err(|p| format!("PEM {label} block is not base64: {p}"))?;
+    Ok((label, der))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn key_from_spki(der: &[u8]) -> std::result::Result<KeyKind, String> {
+    let spki = SubjectPublicKeyInfoRef::from_der(der)
+        .map_err(|e| format!("not a valid PKIX public key: {e}"))?;
+    let oid = spki.algorithm.oid;
+    let invalid = |what: &str, e: &dyn fmt::Display| format!("not a valid {what} public key: {e}");
+    if oid == OID_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters_oid()
+            .map_err(|e| format!("EC public key without a named curve: {e}"))?;
+        if curve == OID_P256 {
+            p256::ecdsa::VerifyingKey::from_public_key_der(der)
+                .map(KeyKind::P256)
+                .map_err(|e| invalid("ECDSA P-256", &e))
+        } else if curve == OID_P384 {
+            p384::ecdsa::VerifyingKey::from_public_key_der(der)
+                .map(KeyKind::P384)
+                .map_err(|e| invalid("ECDSA P-384", &e))
+        } else {
+            Err(format!(
+                "unsupported elliptic curve {curve} (supported: P-256, P-384)"
+            ))
+        }
+    } else if oid == OID_ED25519 {
+        ed25519_dalek::VerifyingKey::from_public_key_der(der)
+            .map(KeyKind::Ed25519)
+            .map_err(|e| invalid("Ed25519", &e))
+    } else if oid == OID_RSA {
+        rsa::RsaPublicKey::from_public_key_der(der)
+            .map(|k| KeyKind::Rsa(rsa::pkcs1v15::VerifyingKey::new(k)))
+            .map_err(|e| invalid("RSA", &e))
+    } else {
+        Err(format!(
+            "unsupported key algorithm {oid} (supported: ECDSA P-256 and P-384, Ed25519, RSA)"
+        ))
+    }
+}
+
+/// The outcome of verifying one entry: what its `verified` file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signature and claims check out with this key (its name).
+    Verified {
+        key: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+impl Verdict {
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Verdict::Verified { .. })
+    }
+
+    /// `ok: verified with <key>\n` or `failed: <reason>\n`.
+    pub fn to_file_text(&self) -> String {
+        match self {
+            Verdict::Verified { key } => format!("ok: verified with {key}\n"),
+            Verdict::Failed { reason } => format!("failed: {reason}\n"),
+        }
+    }
+}
+
+/// What verifying one entry needs: the tree fills it from a discovered entry.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    /// What discovery found; with `media_type` it says how the payload is signed.
+    pub kind: EntryKind,
+    /// The layer's media type.
+    pub media_type: &'a str,
+    /// The layer blob as stored.
+    pub payload: &'a [u8],
+    /// The layer descriptor's digest.
+    pub recorded_digest: &'a Digest,
+    /// The layer's annotations.
+    pub annotations: &'a BTreeMap<String, String>,
+    /// The manifest or index the entry is attached to.
+    pub target: &'a Digest,
+}
+
+/// How a payload is signed, from the layer media type and, for layers of `.sig`/`.att`/
+/// `.sbom` images written with unusual media types, the image it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedForm {
+    /// Simple-signing JSON, signed in the `dev.cosignproject.cosign/signature` annotation.
+    SimpleSigning,
+    /// A DSSE envelope holding an in-toto statement.
+    Dsse,
+    /// A sigstore bundle.
+    Bundle,
+    /// Unsigned: an SBOM attachment, or a referrer of another artifact type.
+    Unsigned,
+}
+
+impl SignedForm {
+    pub fn of(kind: EntryKind, media_type: &str) -> SignedForm {
+        if media_type == SIMPLE_SIGNING_MEDIA_TYPE {
+            SignedForm::SimpleSigning
+        } else if media_type == DSSE_MEDIA_TYPE {
+            SignedForm::Dsse
+        } else if media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+            SignedForm::Bundle
+        } else {
+            match kind {
+                EntryKind::Signature => SignedForm::SimpleSigning,
+                EntryKind::Attestation => SignedForm::Dsse,
+                _ => SignedForm::Unsigned,
+            }
+        }
+    }
+}
+
+/// Verifies one entry with any of `keys` (one verifying is enough).
+pub fn verify(subject: &Subject<'_>, keys: &[PublicKey]) -> Verdict {
+    match check(subject, keys) {
+        Ok(key) => Verdict::Verified { key },
+        Err(reason) => Verdict::Failed {
+            reason: one_line(&reason),
+        },
+    }
+}
+
+/// A reason fit for one line of the `verified` file. Parser errors can quote the hostile
+/// input they choke on (serde escapes it, but does not shorten it).
+fn one_line(reason: &str) -> String {
+    const MAX: usize = 1000;
+    let mut out: String = reason
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+type Checked = std::result::Result<String, String>;
+
+fn check(subject: &Subject<'_>, keys: &[PublicKey]) -> Checked {
+    let actual = Digest::of(subject.payload);
+    if actual != *subject.recorded_digest {
+        return Err(format!(
+            "payload digest mismatch: recorded {}, actual {actual}",
+            subject.recorded_digest
+        ));
+    }
+    let form = SignedForm::of(subject.kind, subject.media_type);
+    let annotations = subject.annotations;
+    let keyless_hint = if annotations.contains_key(CERTIFICATE_ANNOTATION) {
+        " (the entry is keyless: it was signed with the key of the certificate in \
+         dev.sigstore.cosign/certificate, which sifmount does not check)"
+    } else {
+        ""
+    };
+    match form {
+        SignedForm::Unsigned if subject.kind == EntryKind::Sbom => {
+            Err("SBOM attachments carry no signature".to_string())
+        }
+        SignedForm::Unsigned => Err(format!(
+            "a layer of type {} carries no signature sifmount can check",
+            shown(subject.media_type)
+        )),
+        _ if keys.is_empty() => Err("no public key to verify with".to_string()),
+        SignedForm::SimpleSigning => check_simple_signing(
+            subject.payload,
+            annotations,
+            subject.target,
+            keys,
+            keyless_hint,
+        ),
+        SignedForm::Dsse => {
+            let envelope = Envelope::parse(subject.payload).map_err(|e| e.to_string())?;
+            check_dsse(&envelope, subject.target, keys, keyless_hint)
+        }
+        SignedForm::Bundle => {
+            let bundle = Bundle::parse(subject.payload).map_err(|e| e.to_string())?;
+            let hint = if bundle.material.is_keyless() {
+                " (the bundle is keyless: it was signed with the key of its certificate, \
+                 which sifmount does not check)"
+            } else {
+                keyless_hint
+            };
+            match &bundle.content {
+                BundleContent::Dsse(envelope) => check_dsse(envelope, subject.target, keys, hint),
+                BundleContent::MessageSignature { .. } => Err(
+                    "the bundle holds a message signature over a blob, not a statement about \
+                     an image: there is nothing to check against the target"
+                        .to_string(),
+                ),
+            }
+        }
+    }
+}
+
+fn does_not_verify(keys: &[PublicKey], hint: &str) -> String {
+    let names: Vec<&str> = keys.iter().map(PublicKey::name).collect();
+    format!("signature does not verify with {}{hint}", names.join(", "))
+}
+
+/// `cosign verify --key`: the signature annotation over the payload bytes, then
+/// `critical.image.docker-manifest-digest` equal to the target.
+fn check_simple_signing(
+    payload: &[u8],
+    annotations: &BTreeMap<String, String>,
+    target: &Digest,
+    keys: &[PublicKey],
+    hint: &str,
+) -> Checked {
+    let text = annotations
+        .get(SIGNATURE_ANNOTATION)
+        .ok_or_else(|| format!("no {SIGNATURE_ANNOTATION} annotation: the layer is not signed"))?;
+    if text.trim().is_empty() {
+        return Err(format!("the {SIGNATURE_ANNOTATION} annotation is empty"));
+    }
+    let signature = decode_base64_bytes(text.as_bytes())
+        .map_err(|p| format!("the {SIGNATURE_ANNOTATION} annotation is not base64: {p}"))?;
+    let key = keys
+        .iter()
+        .find(|k| k.verify(payload, &signature))
+        .ok_or_else(|| does_not_verify(keys, hint))?;
+    let claimed = docker_manifest_digest(payload)?;
+    if claimed != target.to_string() {
+        return Err(format!(
+            "docker-manifest-digest {} is not the target {target}",
+            shown(&claimed)
+        ));
+    }
+    Ok(key.name().to_string())
+}
+
+fn docker_manifest_digest(payload: &[u8]) -> Checked {
+    let json: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| format!("the payload is not simple-signing JSON: {e}"))?;
+    json.pointer("/critical/image/docker-manifest-digest")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| "the payload has no critical.image.docker-manifest-digest string".into())
+}
+
+/// `cosign verify-attestation --key`: an in-toto payload type, a signature over the PAE,
+/// then a subject whose sha256 is the target's.
+fn check_dsse(envelope: &Envelope, target: &Digest, keys: &[PublicKey], hint: &str) -> Checked {
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(format!(
+            "DSSE payloadType is {}, not {IN_TOTO_PAYLOAD_TYPE}",
+            shown(&envelope.payload_type)
+        ));
+    }
+    if envelope.signatures.is_empty() {
+        return Err("the DSSE envelope has no signatures".to_string());
+    }
+    let message = pae(&envelope.payload_type, &envelope.payload);
+    let key = keys
+        .iter()
+        .find(|k| {
+            envelope
+                .signatures
+                .iter()
+                .any(|s| k.verify(&message, &s.sig))
+        })
+        .ok_or_else(|| {
+            let n = envelope.signatures.len();
+            let tried = if n > 1 {
+                format!(" (none of the envelope's {n} signatures)")
+            } else {
+                String::new()
+            };
+            format!("{}{tried}", does_not_verify(keys, hint))
+        })?;
+    let statement = Statement::parse(&envelope.payload).map_err(|e| e.to_string())?;
+    let hex = target.hex();
+    if !statement.subject_sha256.contains(&hex) {
+        return Err(match statement.subject_sha256.as_slice() {
+            [] => format!("the in-toto statement has no sha256 subject; the target is {target}"),
+            subjects => {
+                const LISTED: usize = 3;
+                let mut listed: Vec<String> = subjects
+                    .iter()
+                    .take(LISTED)
+                    .map(|d| format!("sha256:{}", shown(d)))
+                    .collect();
+                if subjects.len() > LISTED {
+                    listed.push(format!("and {} more", subjects.len() - LISTED));
+                }
+                format!(
+                    "in-toto subject {} is not the target {target}",
+                    listed.join(", ")
+                )
+            }
+        });
+    }
+    Ok(key.name().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P256_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMjupKDoOehYn+n7EaybRTmByd+Yd
+ZRsKlkufnyLkcbXM5w3XgqiHcG6dTcn14VLNq9W/12sTJfNF8ud4s511fQ==
+-----END PUBLIC KEY-----
+";
+    /// The real payload and signature of spec/COSIGN.md §2.1 and §3.1.
+    const PAYLOAD: &str = r#"{"critical":{"identity":{"docker-reference":"127.0.0.1:39703/hello-world-docker-v2-manifest"},"image":{"docker-manifest-digest":"sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338"},"type":"cosign container image signature"},"optional":null}"#;
+    const SIG: &str = "MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4";
+    const TARGET: &str = "sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";
+
+    fn key() -> PublicKey {
+        PublicKey::from_pem(P256_PUB.as_bytes(), "cosign.pub").unwrap()
+    }
+
+    struct Layer {
+        media_type: String,
+        digest: Digest,
+        annotations: BTreeMap<String, String>,
+    }
+
+    fn layer(media_type: &str, payload: &[u8], annotations: &[(&str, &str)]) -> Layer {
+        Layer {
+            media_type: media_type.to_string(),
+            digest: Digest::of(payload),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn run_with(
+        kind: EntryKind,
+        l: &Layer,
+        payload: &[u8],
+        target: &str,
+        keys: &[PublicKey],
+    ) -> Verdict {
+        let target: Digest = target.parse().unwrap();
+        verify(
+            &Subject {
+                kind,
+                media_type: &l.media_type,
+                payload,
+                recorded_digest: &l.digest,
+                annotations: &l.annotations,
+                target: &target,
+            },
+            keys,
+        )
+    }
+
+    fn run(kind: EntryKind, l: &Layer, payload: &[u8], target: &str) -> Verdict {
+        run_with(kind, l, payload, target, &[key()])
+    }
+
+    #[test]
+    fn real_simple_signing_signature_verifies() {
+        let l = layer(
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            PAYLOAD.as_bytes(),
+            &[(SIGNATURE_ANNOTATION, SIG)],
+        );
+        let v = run(EntryKind::Signature, &l, PAYLOAD.as_bytes(), TARGET);
+        assert_eq!(
+            v,
+            Verdict::Verified {
+                key: "cosign.pub".into()
+            }
+        );
+        assert_eq!(v.to_file_text(), "ok: verified with cosign.pub\n");
+        // As `cosign attach signature` stores a file's trailing newline.
+        let l = layer(
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            PAYLOAD.as_bytes(),
+            &[(SIGNATURE_ANNOTATION, &format!("{SIG}\n"))],
+        );
+        assert!(run(EntryKind::Signature, &l, PAYLOAD.as_bytes(), TARGET).is_verified());
+    }
+
+    #[test]
+    fn signature_annotation_problems_are_named() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (&[], "no dev.cosignproject.cosign/signature annotation"),
+            (&[(SIGNATURE_ANNOTATION, "")], "annotation is empty"),
+            (
+                &[(SIGNATURE_ANNOTATION, "%%%")],
+                "annotation is not base64: invalid character '%'",
+            ),
+            (
+                &[(SIGNATURE_ANNOTATION, "AAAA")],
+                "signature does not verify with cosign.pub",
+            ),
+        ];
+        for (annotations, want) in cases {
+            let l = layer(SIMPLE_SIGNING_MEDIA_TYPE, PAYLOAD.as_bytes(), annotations);
+            let v = run(EntryKind::Signature, &l, PAYLOAD.as_bytes(), TARGET);
+            let Verdict::Failed { reason } = &v else {
+                panic!("{v:?}")
+            };
+            assert!(reason.contains(want), "{reason}");
+            assert!(v.to_file_text().starts_with("failed: "));
+        }
+    }
+
+    #[test]
+    fn digest_is_checked_first() {
+        let l = layer(
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            PAYLOAD.as_bytes(),
+            &[(SIGNATURE_ANNOTATION, SIG)],
+        );
+        let mut tampered = PAYLOAD.as_bytes().to_vec();
+        tampered[10] ^= 1;
+        let v = run(EntryKind::Signature, &l, &tampered, TARGET);
+        assert_eq!(
+            v,
+            Verdict::Failed {
+                reason: format!(
+                    "payload digest mismatch: recorded sha256:bbfb5811b9c372086df099d763e00380ea89957b527694c98327fc1a96bf9464, actual {}",
+                    Digest::of(&tampered)
+                )
+            }
+        );
+        // Even an SBOM, which has no signature, is first a blob that must be intact.
+        let l = layer("text/spdx", b"x", &[]);
+        let v = run(EntryKind::Sbom, &l, b"y", TARGET);
+        assert!(
+            v.to_file_text()
+                .starts_with("failed: payload digest mismatch"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn claim_must_name_the_target() {
+        let other = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+        let l = layer(
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            PAYLOAD.as_bytes(),
+            &[(SIGNATURE_ANNOTATION, SIG)],
+        );
+        let v = run(EntryKind::Signature, &l, PAYLOAD.as_bytes(), other);
+        assert_eq!(
+            v,
+            Verdict::Failed {
+                reason: format!("docker-manifest-digest {TARGET} is not the target {other}")
+            }
+        );
+    }
+
+    #[test]
+    fn unsigned_forms_and_no_keys() {
+        let l = layer("text/spdx+json", b"{}", &[]);
+        let v = run(EntryKind::Sbom, &l, b"{}", TARGET);
+        assert_eq!(
+            v,
+            Verdict::Failed {
+                reason: "SBOM attachments carry no signature".into()
+            }
+        );
+        let l = layer("application/x-thing", b"{}", &[]);
+        let v = run(EntryKind::Referrer, &l, b"{}", TARGET);
+        assert!(
+            v.to_file_text()
+                .contains("type application/x-thing carries no signature"),
+            "{v:?}"
+        );
+
+        let l = layer(
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            PAYLOAD.as_bytes(),
+            &[(SIGNATURE_ANNOTATION, SIG)],
+        );
+        let v = run_with(EntryKind::Signature, &l, PAYLOAD.as_bytes(), TARGET, &[]);
+        assert_eq!(
+            v,
+            Verdict::Failed {
+                reason: "no public key to verify with".into()
+            }
+        );
+    }
+
+    #[test]
+    fn form_follows_media_type_then_image_kind() {
+        use EntryKind::*;
+        assert_eq!(
+            SignedForm::of(Referrer, SIMPLE_SIGNING_MEDIA_TYPE),
+            SignedForm::SimpleSigning
+        );
+        assert_eq!(SignedForm::of(Referrer, DSSE_MEDIA_TYPE), SignedForm::Dsse);
+        assert_eq!(
+            SignedForm::of(Referrer, "application/vnd.dev.sigstore.bundle.v0.3+json"),
+            SignedForm::Bundle
+        );
+        assert_eq!(
+            SignedForm::of(
+                Referrer,
+                "application/vnd.dev.sigstore.bundle+json;version=0.2"
+            ),
+            SignedForm::Bundle
+        );
+        assert_eq!(
+            SignedForm::of(Signature, "application/octet-stream"),
+            SignedForm::SimpleSigning
+        );
+        assert_eq!(SignedForm::of(Attestation, ""), SignedForm::Dsse);
+        assert_eq!(SignedForm::of(Sbom, "text/spdx"), SignedForm::Unsigned);
+        assert_eq!(SignedForm::of(Referrer, "text/spdx"), SignedForm::Unsigned);
+    }
+
+    #[test]
+    fn hostile_payloads_fail_with_reasons() {
+        let deep = "[".repeat(50_000);
+        let payloads: Vec<&[u8]> = vec![
+            b"",
+            b"\xff",
+            b"null",
+            b"[]",
+            b"{}",
+            deep.as_bytes(),
+            br#"{"critical":5}"#,
+        ];
+        for kind in [
+            EntryKind::Signature,
+            EntryKind::Attestation,
+            EntryKind::Referrer,
+        ] {
+            for media_type in [
+                SIMPLE_SIGNING_MEDIA_TYPE,
+                DSSE_MEDIA_TYPE,
+                "application/vnd.dev.sigstore.bundle.v0.3+json",
+            ] {
+                for p in &payloads {
+                    let l = layer(media_type, p, &[(SIGNATURE_ANNOTATION, SIG)]);
+                    let v = run(kind, &l, p, TARGET);
+                    assert!(!v.is_verified(), "{v:?}");
+                    assert!(v.to_file_text().len() < 400, "{v:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_quoting_hostile_input_stay_one_short_line() {
+        let big = "A\\nok: verified with x\\n".repeat(100_000);
+        let envelope = format!(r#"{{"payloadType":"t","payload":"","signatures":"{big}"}}"#);
+        let l = layer(DSSE_MEDIA_TYPE, envelope.as_bytes(), &[]);
+        let text = run(EntryKind::Attestation, &l, envelope.as_bytes(), TARGET).to_file_text();
+        assert!(
+            text.starts_with("failed: DSSE envelope: not a JSON envelope: invalid type"),
+            "{text}"
+        );
+        assert!(text.chars().count() < 1100, "{} characters", text.len());
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+
+        let payload = format!(
+            r#"{{"critical":{{"image":{{"docker-manifest-digest":"{}"}}}}}}"#,
+            "x\n".repeat(1000)
+        );
+        let text = one_line(&format!(
+            "docker-manifest-digest {} is not",
+            shown(&payload)
+        ));
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn pem_errors_say_what_is_wrong() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"", "not a PEM file"),
+            (b"\xff\x00garbage", "not a PEM file"),
+            (b"-----BEGIN PUBLIC KEY-----\nAAAA\n", "has no -----END PUBLIC KEY----- line"),
+            (b"-----BEGIN PUBLIC KEY-----\n%%%%\n-----END PUBLIC KEY-----\n", "is not base64"),
+            (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a valid PKIX public key"),
+            (b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n", "holds a private key (ENCRYPTED SIGSTORE PRIVATE KEY)"),
+            (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "holds a certificate"),
+            (b"-----BEGIN X-----\nAAAA\n-----END X-----\n", "holds a PEM X, not a PUBLIC KEY"),
+            (b"-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n", "not a valid PKCS#1 RSA public key"),
+        ];
+        for (pem, want) in cases {
+            let e = PublicKey::from_pem(pem, "k.pub").unwrap_err().to_string();
+            assert!(e.starts_with("k.pub: "), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn pem_with_surrounding_text_and_crlf() {
+        let crlf = P256_PUB.replace('\n', "\r\n");
+        let text = format!("a comment\r\n{crlf}trailing\n");
+        let k = PublicKey::from_pem(text.as_bytes(), "k").unwrap();
+        assert_eq!(k.algorithm(), "ECDSA P-256");
+        assert_eq!(format!("{k:?}"), "PublicKey(k, ECDSA P-256)");
+    }
+
+    #[test]
+    fn unsupported_curve_is_named() {
+        // secp256k1 (1.3.132.0.10), a curve cosign does not use.
+        let spki = "MFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEgjyQ9K3DhYgmXaGJLIJvuyTOSeGRxQgA5Dr4Bo7Q1kBPjBXFY09QfLDvRkr9bPgRgT8fVk8flyhFgG3hcLytQA==";
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{spki}\n-----END PUBLIC KEY-----\n");
+        let e = PublicKey::from_pem(pem.as_bytes(), "k1.pub")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unsupported elliptic curve 1.3.132.0.10"), "{e}");
+    }
+
+    #[test]
+    fn p256_accepts_der_and_p1363_signatures() {
+        let k = key();
+        let der = decode_base64_bytes(SIG.as_bytes()).unwrap();
+        assert!(k.verify(PAYLOAD.as_bytes(), &der));
+        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+        assert!(k.verify(PAYLOAD.as_bytes(), &sig.to_bytes()));
+        assert!(!k.verify(b"other", &der));
+        assert!(!k.verify(PAYLOAD.as_bytes(), &[]));
+        assert!(!k.verify(PAYLOAD.as_bytes(), &[0; 64]));
+        assert!(!k.verify(PAYLOAD.as_bytes(), &[0xff; 4096]));
+    }
+}

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use sifmount::tree::Tree;
+use sifmount::cosign::PublicKey;
+use sifmount::tree::{Tree, TreeOptions};
 
 /// Exit status for failures: the image, the mountpoint, the system.
 const EXIT_FAILURE: u8 = 1;
@@ -63,6 +64,12 @@ struct Cli {
     /// Debug logging (RUST_LOG, when set, takes precedence); implies -f, as in libfuse.
     #[arg(short, long)]
     debug: bool,
+
+    /// Verify every cosign entry with this PEM public key (ECDSA P-256, Ed25519 or RSA,
+    /// as `cosign generate-key-pair` writes it); repeatable. Each entry under /cosign then
+    /// has a `verified` file.
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
 
     /// Mount options, comma-separated; repeatable (see below).
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
@@ -126,7 +133,8 @@ fn main() -> ExitCode {
         // clap guarantees MOUNTPOINT with IMAGE (requires).
         match (&cli.image, &cli.mountpoint) {
             (Some(image), Some(mountpoint)) => {
-                mount(image, mountpoint, &cli.options, foreground).map(|()| ExitCode::SUCCESS)
+                mount(image, mountpoint, &cli.options, &cli.keys, foreground)
+                    .map(|()| ExitCode::SUCCESS)
             }
             // -f, -d or -o alone.
             _ => Err(Fatal::usage(
@@ -151,6 +159,7 @@ fn mount(
     image: &Path,
     mountpoint: &Path,
     option_args: &[String],
+    key_paths: &[PathBuf],
     foreground: bool,
 ) -> Result<(), Fatal> {
     let parsed = options::parse(option_args).map_err(|e| Fatal::usage(e.to_string()))?;
@@ -158,7 +167,16 @@ fn mount(
         log::info!("read-write mounts are not available yet: mounting read-only");
     }
     let mountpoint = checks::mountpoint(mountpoint)?;
-    let tree = Tree::open(image).map_err(|e| Fatal::failure(e.to_string()))?;
+    let keys = key_paths
+        .iter()
+        .map(|p| PublicKey::load(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Fatal::failure(e.to_string()))?;
+    let (tree, report) =
+        Tree::open_with(image, &TreeOptions { keys }).map_err(|e| Fatal::failure(e.to_string()))?;
+    for warning in &report.warnings {
+        log::warn!("{warning}");
+    }
     checks::fuse_device()?;
     checks::fusermount_when_needed()?;
 

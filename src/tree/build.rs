@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::names::{self, UniqueNames};
-use super::{sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, ROOT};
+use super::{
+    sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, TreeOptions, ROOT,
+};
 use crate::cosign;
 use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif, References};
 use crate::sif::{Descriptor as SifDescriptor, Digest, SifImage};
@@ -23,7 +25,11 @@ pub struct BuildReport {
 }
 
 /// Builds the tree of `sif`, opened from `path`.
-pub(super) fn build(path: &Path, sif: SifImage) -> Result<(Tree, BuildReport), TreeError> {
+pub(super) fn build(
+    path: &Path,
+    sif: SifImage,
+    options: &TreeOptions,
+) -> Result<(Tree, BuildReport), TreeError> {
     let shown = path.display().to_string();
     let header = sif.header().clone();
     let mut b = Builder {
@@ -33,6 +39,9 @@ pub(super) fn build(path: &Path, sif: SifImage) -> Result<(Tree, BuildReport), T
         crtime: header.created_at,
         blobs: HashMap::new(),
         path: shown.clone(),
+        signatures: HashMap::new(),
+        image_paths: HashMap::new(),
+        options,
     };
     let root = b.dir(ROOT);
     debug_assert_eq!(root, ROOT);
@@ -68,19 +77,24 @@ pub(super) fn build(path: &Path, sif: SifImage) -> Result<(Tree, BuildReport), T
     Ok((tree, b.report))
 }
 
-struct Builder {
+pub(super) struct Builder<'o> {
     nodes: Vec<Node>,
     report: BuildReport,
     /// Times of everything that is not one object: the header's.
-    mtime: i64,
-    crtime: i64,
+    pub(super) mtime: i64,
+    pub(super) crtime: i64,
     /// The inode of `/blobs/sha256/<hex>` for every blob.
-    blobs: HashMap<Digest, Ino>,
+    pub(super) blobs: HashMap<Digest, Ino>,
     path: String,
+    /// Names of the `/cosign` entries about each target digest, for `signatures/`.
+    pub(super) signatures: HashMap<Digest, Vec<String>>,
+    /// Where each manifest or index shown under `/images` is (`images/<name>/<platform>`).
+    pub(super) image_paths: HashMap<Digest, String>,
+    pub(super) options: &'o TreeOptions,
 }
 
-impl Builder {
-    fn warn(&mut self, message: String) {
+impl Builder<'_> {
+    pub(super) fn warn(&mut self, message: String) {
         self.report
             .warnings
             .push(format!("{}: {message}", self.path));
@@ -102,23 +116,23 @@ impl Builder {
     }
 
     /// A new directory, not yet linked anywhere (except the root, its own parent).
-    fn dir(&mut self, parent: Ino) -> Ino {
+    pub(super) fn dir(&mut self, parent: Ino) -> Ino {
         self.push(NodeData::Dir(Vec::new()), self.mtime, self.crtime, parent)
     }
 
     /// A new directory named `name` in `parent`.
-    fn subdir(&mut self, parent: Ino, name: &str) -> Ino {
+    pub(super) fn subdir(&mut self, parent: Ino, name: &str) -> Ino {
         let ino = self.dir(parent);
         self.link(parent, name, ino);
         ino
     }
 
-    fn file(&mut self, content: Content, mtime: i64, crtime: i64) -> Ino {
+    pub(super) fn file(&mut self, content: Content, mtime: i64, crtime: i64) -> Ino {
         self.push(NodeData::File(content), mtime, crtime, 0)
     }
 
     /// A file holding the bytes of one SIF object, with its times.
-    fn object_file(&mut self, d: &SifDescriptor) -> Ino {
+    pub(super) fn object_file(&mut self, d: &SifDescriptor) -> Ino {
         self.file(
             Content::Range {
                 offset: d.offset as u64,
@@ -129,7 +143,7 @@ impl Builder {
         )
     }
 
-    fn generated(&mut self, dir: Ino, name: &str, bytes: Vec<u8>) -> Ino {
+    pub(super) fn generated(&mut self, dir: Ino, name: &str, bytes: Vec<u8>) -> Ino {
         let ino = self.file(
             Content::Bytes(bytes.into_boxed_slice()),
             self.mtime,
@@ -139,7 +153,7 @@ impl Builder {
         ino
     }
 
-    fn symlink(&mut self, dir: Ino, name: &str, target: String) {
+    pub(super) fn symlink(&mut self, dir: Ino, name: &str, target: String) {
         let ino = self.push(
             NodeData::Symlink(target.into_boxed_str()),
             self.mtime,
@@ -150,7 +164,7 @@ impl Builder {
     }
 
     /// Adds `name` → `child` to directory `dir`. Callers make names unique per directory.
-    fn link(&mut self, dir: Ino, name: &str, child: Ino) {
+    pub(super) fn link(&mut self, dir: Ino, name: &str, child: Ino) {
         let kind = self.nodes[(child - 1) as usize].kind();
         self.node_mut(child).nlink += 1;
         match &mut self.node_mut(dir).data {
@@ -204,18 +218,28 @@ impl Builder {
             self.blobs.insert(digest, ino);
         }
 
-        // Filled by the cosign layer in a later version; present so the layout of a
-        // mount does not change shape when it arrives.
-        self.subdir(ROOT, "cosign");
+        let cosign_dir = self.subdir(ROOT, "cosign");
+        let discovery = cosign::discover(oci);
+        for w in &discovery.warnings {
+            self.warn(format!("cosign: {w}"));
+        }
+        for e in &discovery.entries {
+            self.signatures
+                .entry(e.target)
+                .or_default()
+                .push(e.name.clone());
+        }
 
         let images = self.subdir(ROOT, "images");
-        let index = match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
-            Ok(index) => index,
-            Err(e) => {
-                self.warn(format!("root index: {e}; /images is empty"));
-                return;
-            }
-        };
+        match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
+            Ok(index) => self.images(oci, images, &index, layout),
+            Err(e) => self.warn(format!("root index: {e}; /images is empty")),
+        }
+        self.cosign_entries(oci, cosign_dir, &discovery.entries);
+    }
+
+    /// `/images/<name>/` for every root-index entry that is not a cosign image.
+    fn images(&mut self, oci: &OciSif, images: Ino, index: &Index, layout: Ino) {
         let mut taken = UniqueNames::default();
         for entry in index.entries() {
             if entry.ref_name().is_some_and(cosign::is_cosign_ref) {
@@ -243,6 +267,17 @@ impl Builder {
         self.generated(dir, "index.json", index.to_go_json());
         self.symlink(dir, "blobs", "../../blobs".to_string());
         self.image_content(oci, dir, entry, 2, &format!("images/{name}"));
+    }
+
+    /// `signatures/`: a link to each `/cosign` entry about `digest`. `depth` is how many
+    /// directories `dir` lies below the root.
+    fn signature_links(&mut self, dir: Ino, digest: &Digest, depth: usize) {
+        let sigs = self.subdir(dir, "signatures");
+        let names = self.signatures.get(digest).cloned().unwrap_or_default();
+        let to_root = "../".repeat(depth + 1);
+        for name in names {
+            self.symlink(sigs, &name, format!("{to_root}cosign/{name}"));
+        }
     }
 
     /// `manifest.json`, `config.json` and `layers/` of a manifest, or `image-index.json`
@@ -276,6 +311,8 @@ impl Builder {
             || (refs.manifests.is_some() && refs.config.is_none())
         {
             self.link(dir, "image-index.json", blob);
+            self.image_paths.insert(digest, at.to_string());
+            self.signature_links(dir, &digest, depth);
             if depth >= MAX_IMAGE_DEPTH {
                 self.warn(format!(
                     "{at}: indexes nested deeper than {MAX_IMAGE_DEPTH}; not followed"
@@ -291,6 +328,8 @@ impl Builder {
             return;
         }
         self.link(dir, "manifest.json", blob);
+        self.image_paths.insert(digest, at.to_string());
+        self.signature_links(dir, &digest, depth);
         if let Some(config) = &refs.config {
             match self.blobs.get(&config.digest) {
                 Some(&ino) => self.link(dir, "config.json", ino),

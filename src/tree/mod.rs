@@ -7,6 +7,7 @@
 //! reads straight from the image file.
 
 mod build;
+mod cosign_dir;
 mod names;
 mod sif_json;
 
@@ -15,6 +16,13 @@ use std::path::{Path, PathBuf};
 use crate::sif::SifImage;
 
 pub use build::BuildReport;
+
+/// What a tree shows beyond the image itself.
+#[derive(Default)]
+pub struct TreeOptions {
+    /// Public keys to verify cosign entries with; each entry then gets a `verified` file.
+    pub keys: Vec<crate::cosign::PublicKey>,
+}
 
 /// An inode number. The root is [`ROOT`]; numbers are indexes into the tree plus one, so
 /// they are stable for the life of the mount and, for the same image, across mounts.
@@ -176,9 +184,14 @@ impl Tree {
 
     /// Like [`Tree::open`], also returning what was left out of the tree and why.
     pub fn open_with_report(path: &Path) -> Result<(Tree, BuildReport), TreeError> {
+        Tree::open_with(path, &TreeOptions::default())
+    }
+
+    /// Like [`Tree::open_with_report`], with options (the keys to verify with).
+    pub fn open_with(path: &Path, options: &TreeOptions) -> Result<(Tree, BuildReport), TreeError> {
         let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
             .map_err(|e| TreeError::Open(e.to_string()))?;
-        build::build(path, sif)
+        build::build(path, sif, options)
     }
 
     /// The image this tree shows.

@@ -1,0 +1,123 @@
+//! `/cosign/<entry>/`: one directory per signature, attestation, SBOM or referrer layer
+//! (DESIGN.md §3), with the payload, its annotations and what they mean as files.
+
+use super::build::Builder;
+use super::Ino;
+use crate::cosign::{
+    self, bundle_envelope, Entry, EntryKind, Envelope, Statement, Subject, ANNOTATION_FILES,
+    BUNDLE_MEDIA_TYPE_PREFIX, DSSE_MEDIA_TYPE,
+};
+use crate::oci::OciSif;
+
+/// Payloads larger than this are shown but not parsed for `statement.json` or verified
+/// (cosign's own limit on attachments is 128 MiB; statements are kilobytes).
+const MAX_PARSED_PAYLOAD: i64 = 16 << 20;
+
+fn line(text: &str) -> Vec<u8> {
+    format!("{text}\n").into_bytes()
+}
+
+fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value)
+        .expect("serializing strings and maps to memory cannot fail");
+    out.push(b'\n');
+    out
+}
+
+impl Builder<'_> {
+    /// Every entry's directory under `cosign_dir`. Runs after `/images` is built, so that
+    /// `target` can say where the target is shown.
+    pub(super) fn cosign_entries(&mut self, oci: &OciSif, cosign_dir: Ino, entries: &[Entry]) {
+        for entry in entries {
+            let dir = self.subdir(cosign_dir, &entry.name);
+            self.cosign_entry(oci, dir, entry);
+        }
+    }
+
+    fn cosign_entry(&mut self, oci: &OciSif, dir: Ino, entry: &Entry) {
+        let annotations = entry.annotations();
+        let payload = self.blobs.get(&entry.layer.digest).copied();
+        match payload {
+            Some(ino) => self.link(dir, "payload", ino),
+            None => self.warn(format!(
+                "cosign/{}: payload blob {} is not in the image",
+                entry.name, entry.layer.digest
+            )),
+        }
+        self.generated(dir, "annotations", pretty_json(&annotations));
+        for (key, file) in ANNOTATION_FILES {
+            if let Some(value) = annotations.get(key) {
+                self.generated(dir, file, value.clone().into_bytes());
+            }
+        }
+        let mut target = format!("{}\n", entry.target);
+        if let Some(path) = self.image_paths.get(&entry.target) {
+            target.push_str(&format!("{path}\n"));
+        }
+        self.generated(dir, "target", target.into_bytes());
+        self.generated(dir, "media-type", line(&entry.layer.media_type));
+
+        // Everything below needs the payload's bytes: read them only for envelopes and
+        // when verifying, so that mounting an image with many signatures stays cheap.
+        let wanted = !self.options.keys.is_empty() || carries_envelope(entry);
+        let bytes = match (payload, wanted && entry.layer.size <= MAX_PARSED_PAYLOAD) {
+            (Some(_), true) => match oci.read_blob(&entry.layer.digest) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    self.warn(format!("cosign/{}: {e}", entry.name));
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(envelope) = bytes.as_deref().and_then(|b| envelope_of(entry, b)) {
+            self.generated(dir, "statement.json", envelope.payload.clone());
+            let predicate = Statement::parse(&envelope.payload)
+                .ok()
+                .and_then(|s| s.predicate_type);
+            if let Some(p) = predicate {
+                self.generated(dir, "predicate-type", line(&p));
+            }
+        }
+        if !self.options.keys.is_empty() {
+            let verdict = match &bytes {
+                Some(b) => cosign::verify(
+                    &Subject {
+                        kind: entry.kind,
+                        media_type: &entry.layer.media_type,
+                        payload: b,
+                        recorded_digest: &entry.layer.digest,
+                        annotations: &annotations,
+                        target: &entry.target,
+                    },
+                    &self.options.keys,
+                ),
+                None => cosign::Verdict::Failed {
+                    reason: "the payload could not be read".to_string(),
+                },
+            };
+            self.generated(dir, "verified", verdict.to_file_text().into_bytes());
+        }
+    }
+}
+
+/// Whether an entry's payload may hold a DSSE envelope (an attestation, or a bundle).
+fn carries_envelope(entry: &Entry) -> bool {
+    let mt = entry.layer.media_type.as_str();
+    entry.kind == EntryKind::Attestation
+        || mt == DSSE_MEDIA_TYPE
+        || mt.starts_with(BUNDLE_MEDIA_TYPE_PREFIX)
+}
+
+/// The DSSE envelope an entry carries: an attestation layer, or a sigstore bundle whose
+/// content is an envelope.
+fn envelope_of(entry: &Entry, payload: &[u8]) -> Option<Envelope> {
+    let mt = entry.layer.media_type.as_str();
+    if entry.kind == EntryKind::Attestation || mt == DSSE_MEDIA_TYPE {
+        Envelope::parse(payload).ok()
+    } else if mt.starts_with(BUNDLE_MEDIA_TYPE_PREFIX) {
+        bundle_envelope(payload).ok().flatten()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,124 @@
+//! OCI-SIFs holding the cosign fixtures of `testdata/cosign`, written with the library:
+//! the fixtures are OCI layouts or containers/image `dir:` signatures, not SIFs.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sifmount::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
+use sifmount::oci::{media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, MemBlobs};
+use sifmount::sif::{AddOptions, DataType, Digest, Extra, ObjectInput, OpenMode, SifImage};
+
+/// Converts an OCI layout into an OCI-SIF at `out`. With `strays`, blobs of the layout that
+/// its index does not reach are added too (as `cosign save` leaves referrer manifests).
+pub fn layout_sif(layout: &Path, out: &Path, strays: bool) {
+    let source = LayoutDir::new(layout);
+    let index = source.index_bytes().unwrap();
+    let written = write_oci_sif_at_path(out, &index, &source, 8)
+        .unwrap_or_else(|e| panic!("{}: {e}", layout.display()));
+    if !strays {
+        return;
+    }
+    let mut present: Vec<Digest> = written.blobs().map(|(d, _)| d).collect();
+    drop(written);
+    let mut sif = SifImage::open(out, OpenMode::ReadWrite).unwrap();
+    let dir = layout.join("blobs/sha256");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let digest: Digest = format!("sha256:{name}").parse().unwrap();
+        if present.contains(&digest) {
+            continue;
+        }
+        let bytes = std::fs::read(dir.join(&name)).unwrap();
+        let object =
+            ObjectInput::new(DataType::OciBlob, &bytes[..]).extra(Extra::OciDigest(digest));
+        sif.add_object(object, AddOptions::Zero).unwrap();
+        present.push(digest);
+    }
+}
+
+/// A fixture file; containers/image keeps some as symbolic links into a sibling fixture,
+/// and the copy here holds the link's target as text (`../dir-img-cosign-valid/…`).
+fn read_fixture(path: &Path) -> std::io::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)?;
+    match std::str::from_utf8(&bytes) {
+        Ok(target) if target.starts_with("../") && !target.contains('\n') => {
+            let dir = path.parent().expect("fixture files are in a directory");
+            std::fs::read(dir.join(target))
+        }
+        _ => Ok(bytes),
+    }
+}
+
+/// One containers/image `dir:` signature: `\0sigstore-json\n` and a JSON object.
+pub struct DirSignature {
+    pub media_type: String,
+    pub payload: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The signatures of a containers/image `dir:` fixture, in file order.
+pub fn dir_signatures(dir: &Path) -> Vec<DirSignature> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let Ok(bytes) = read_fixture(&dir.join(format!("signature-{n}"))) else {
+            break;
+        };
+        let json = bytes.strip_prefix(b"\0sigstore-json\n").unwrap_or_else(|| {
+            panic!(
+                "{}: signature-{n} is not a sigstore signature",
+                dir.display()
+            )
+        });
+        let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(v["payload"].as_str().unwrap())
+            .unwrap();
+        let annotations = v["annotations"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(DirSignature {
+            media_type: v["mimeType"].as_str().unwrap().to_string(),
+            payload,
+            annotations,
+        });
+    }
+    assert!(!out.is_empty(), "{}: no signature-N files", dir.display());
+    out
+}
+
+/// An OCI-SIF holding the signatures of a containers/image `dir:` fixture as a `.sig`
+/// image named after the digest of its `manifest.json` (the signed target, whose own
+/// blobs the fixture does not have, so only the signature image is in the root index).
+/// Returns the target digest.
+pub fn containers_image_sif(dir: &Path, out: &Path) -> Digest {
+    let target = Digest::of(&read_fixture(&dir.join("manifest.json")).unwrap());
+    let mut blobs = MemBlobs::new();
+    let mut layers = Vec::new();
+    for sig in dir_signatures(dir) {
+        let mut layer = Descriptor::of(&sig.media_type, &sig.payload);
+        layer.annotations = Some(sig.annotations);
+        blobs.insert(sig.payload);
+        layers.push(layer);
+    }
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
+    let config = config_for_layers(&diff_ids);
+    blobs.insert(config.clone());
+    let manifest = manifest_for_layers(&config, layers, MediaTypes::Oci).to_go_json();
+    blobs.insert(manifest.clone());
+    let mut index = Index::empty();
+    let entry = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
+    index.append(entry, Some(&format!("_cosign:sha256-{}.sig", target.hex())));
+    write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
+    target
+}

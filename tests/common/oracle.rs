@@ -221,6 +221,20 @@ impl Image {
             .unwrap_or_default()
     }
 
+    /// The `/cosign` entries the library discovers, with their targets.
+    pub fn cosign_entries(&self) -> Vec<(String, Digest)> {
+        self.oci
+            .as_ref()
+            .map(|oci| {
+                sifmount::cosign::discover(oci)
+                    .entries
+                    .into_iter()
+                    .map(|e| (e.name, e.target))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn is_oci(&self) -> bool {
         self.oci.is_some()
     }
@@ -382,9 +396,12 @@ pub fn check_contents(img: &Image, mp: &Path) {
             );
         }
     }
-    assert!(
-        list(&at("cosign")).is_empty(),
-        "{what}: /cosign is empty in this version"
+    // /cosign: one directory per entry the library's discovery finds (its contents are
+    // checked against the cosign fixtures by tests/cosign_tree.rs and cosign_mount.rs).
+    assert_eq!(
+        list(&at("cosign")),
+        sorted(img.cosign_entries().into_iter().map(|(n, _)| n)),
+        "{what}: /cosign"
     );
 
     let images = list(&at("images"));
@@ -480,9 +497,14 @@ fn expected_names(img: &Image, entry: &Descriptor, depth: usize) -> Vec<String> 
             .map(|(n, _)| n)
             .collect();
         v.push("image-index.json".into());
+        v.push("signatures".into());
         return v;
     }
-    let mut v = vec!["manifest.json".to_string(), "layers".to_string()];
+    let mut v = vec![
+        "manifest.json".to_string(),
+        "layers".to_string(),
+        "signatures".to_string(),
+    ];
     if refs
         .config
         .as_ref()
@@ -501,6 +523,24 @@ fn check_content(img: &Image, dir: &Path, entry: &Descriptor, depth: usize) {
         return;
     };
     let blob = img.blob_bytes(&entry.digest).unwrap();
+    let signatures: Vec<String> = img
+        .cosign_entries()
+        .into_iter()
+        .filter(|(_, target)| *target == entry.digest)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        list(&dir.join("signatures")),
+        sorted(signatures.iter().cloned()),
+        "{what}/signatures"
+    );
+    for name in signatures {
+        assert_eq!(
+            readlink(&dir.join("signatures").join(&name)),
+            format!("{}cosign/{name}", "../".repeat(depth + 1)),
+            "{what}/signatures/{name}"
+        );
+    }
     if is_index(entry, &refs) {
         assert_bytes_eq(
             &read(&dir.join("image-index.json")),

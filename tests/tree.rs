@@ -328,7 +328,7 @@ fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, 
             .entries(tree.resolve(at).unwrap().ino)
             .unwrap()
             .iter()
-            .filter(|e| e.kind == Kind::Dir && e.name != "layers")
+            .filter(|e| e.kind == Kind::Dir && e.name != "layers" && e.name != "signatures")
             .map(|e| e.name.clone())
             .collect();
         let manifests = doc["manifests"].as_array().unwrap();
@@ -417,11 +417,12 @@ fn multi_arch_cosign_fixture_shows_one_image_with_a_directory_per_platform() {
             "linux-riscv64",
             "linux-s390x",
             "oci-layout",
+            "signatures",
         ]
     );
     assert_eq!(
         names(&tree, "images/sha256-00e1ee7c898a/linux-amd64"),
-        ["config.json", "layers", "manifest.json"]
+        ["config.json", "layers", "manifest.json", "signatures"]
     );
     let manifest = tree
         .resolve("images/sha256-00e1ee7c898a/linux-amd64/manifest.json")

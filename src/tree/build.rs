@@ -219,6 +219,14 @@ impl Builder<'_> {
         }
 
         let cosign_dir = self.subdir(ROOT, "cosign");
+        let images = self.subdir(ROOT, "images");
+        let index = match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
+            Ok(index) => index,
+            Err(e) => {
+                self.warn(format!("root index: {e}; /images and /cosign are empty"));
+                return;
+            }
+        };
         let discovery = cosign::discover(oci);
         for w in &discovery.warnings {
             self.warn(format!("cosign: {w}"));
@@ -229,12 +237,7 @@ impl Builder<'_> {
                 .or_default()
                 .push(e.name.clone());
         }
-
-        let images = self.subdir(ROOT, "images");
-        match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
-            Ok(index) => self.images(oci, images, &index, layout),
-            Err(e) => self.warn(format!("root index: {e}; /images is empty")),
-        }
+        self.images(oci, images, &index, layout);
         self.cosign_entries(oci, cosign_dir, &discovery.entries);
     }
 

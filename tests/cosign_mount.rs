@@ -7,6 +7,8 @@
 //! is missing.
 
 mod common;
+#[path = "common/cosign_sif.rs"]
+mod cosign_sif;
 #[path = "common/mounted.rs"]
 mod mounted;
 
@@ -16,11 +18,7 @@ use std::time::Instant;
 
 use common::{testdata, upstream};
 use mounted::{Mode, Mount};
-use sifmount::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
-use sifmount::oci::{
-    media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, MemBlobs, Sources,
-};
-use sifmount::sif::Digest;
+use sifmount::oci::{media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, Sources};
 
 const TARGET: &str = "432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";
 
@@ -123,25 +121,24 @@ fn an_unreadable_key_is_an_error_before_mounting() {
 /// An OCI-SIF with the hello-world image and one `.sig` image of `count` layers.
 fn many_signatures(out: &Path, count: usize) {
     let layout = LayoutDir::new(cosign_data("ocitools-hello-world-cosign-manifest"));
-    let mut blobs = MemBlobs::new();
-    let mut layers = Vec::new();
-    for i in 0..count {
-        let payload = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"sha256:{TARGET}"}},"type":"cosign container image signature"}},"optional":{{"n":"{i}"}}}}"#
-        );
-        let mut layer = Descriptor::of(
-            "application/vnd.dev.cosign.simplesigning.v1+json",
-            payload.as_bytes(),
-        );
-        layer.set_annotation("dev.cosignproject.cosign/signature", "MEUCIQ==");
-        blobs.insert(payload.into_bytes());
-        layers.push(layer);
-    }
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
-    let config = config_for_layers(&diff_ids);
-    blobs.insert(config.clone());
-    let manifest = manifest_for_layers(&config, layers, MediaTypes::Oci).to_go_json();
-    blobs.insert(manifest.clone());
+    let layers = (0..count)
+        .map(|i| {
+            let payload = format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"sha256:{TARGET}"}},"type":"cosign container image signature"}},"optional":{{"n":"{i}"}}}}"#
+            );
+            let annotations = [(
+                "dev.cosignproject.cosign/signature".to_string(),
+                "MEUCIQ==".to_string(),
+            )]
+            .into();
+            (
+                "application/vnd.dev.cosign.simplesigning.v1+json".to_string(),
+                payload.into_bytes(),
+                annotations,
+            )
+        })
+        .collect();
+    let (manifest, blobs) = cosign_sif::signature_image(layers);
     let target_manifest = fs::read(cosign_data(&format!(
         "ocitools-hello-world-cosign-manifest/blobs/sha256/{TARGET}"
     )))

@@ -103,22 +103,36 @@ pub fn dir_signatures(dir: &Path) -> Vec<DirSignature> {
 /// Returns the target digest.
 pub fn containers_image_sif(dir: &Path, out: &Path) -> Digest {
     let target = Digest::of(&read_fixture(&dir.join("manifest.json")).unwrap());
-    let mut blobs = MemBlobs::new();
-    let mut layers = Vec::new();
-    for sig in dir_signatures(dir) {
-        let mut layer = Descriptor::of(&sig.media_type, &sig.payload);
-        layer.annotations = Some(sig.annotations);
-        blobs.insert(sig.payload);
-        layers.push(layer);
-    }
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
-    let config = config_for_layers(&diff_ids);
-    blobs.insert(config.clone());
-    let manifest = manifest_for_layers(&config, layers, MediaTypes::Oci).to_go_json();
-    blobs.insert(manifest.clone());
+    let layers = dir_signatures(dir)
+        .into_iter()
+        .map(|sig| (sig.media_type, sig.payload, sig.annotations))
+        .collect();
+    let (manifest, blobs) = signature_image(layers);
     let mut index = Index::empty();
     let entry = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
     index.append(entry, Some(&format!("_cosign:sha256-{}.sig", target.hex())));
     write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
     target
+}
+
+/// A cosign signature image (empty image plus one layer per `(media type, payload,
+/// annotations)`): its manifest bytes, and every blob it needs (payloads, config,
+/// manifest).
+pub fn signature_image(
+    layers: Vec<(String, Vec<u8>, BTreeMap<String, String>)>,
+) -> (Vec<u8>, MemBlobs) {
+    let mut blobs = MemBlobs::new();
+    let mut descriptors = Vec::new();
+    for (media_type, payload, annotations) in layers {
+        let mut layer = Descriptor::of(&media_type, &payload);
+        layer.annotations = Some(annotations);
+        blobs.insert(payload);
+        descriptors.push(layer);
+    }
+    let diff_ids: Vec<Digest> = descriptors.iter().map(|l| l.digest).collect();
+    let config = config_for_layers(&diff_ids);
+    blobs.insert(config.clone());
+    let manifest = manifest_for_layers(&config, descriptors, MediaTypes::Oci).to_go_json();
+    blobs.insert(manifest.clone());
+    (manifest, blobs)
 }

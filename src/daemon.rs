@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use sifmount::mount::{self, MountOptions, MountedSession, Unmounter};
-use sifmount::tree::Tree;
+use sifmount::tree::Volume;
 
 use crate::{checks, one_line, Fatal};
 
@@ -37,9 +37,9 @@ pub struct Request {
 }
 
 /// Mounts and serves until unmounted, in this process.
-pub fn foreground(tree: Tree, request: &Request) -> Result<(), Fatal> {
+pub fn foreground(volume: Volume, request: &Request) -> Result<(), Fatal> {
     let signals = block_termination_signals()?;
-    let session = mount::mount(tree, &request.mountpoint, &request.options)
+    let session = mount::mount(volume, &request.mountpoint, &request.options)
         .map_err(|e| checks::explain_mount_error(&e, &request.image, &request.mountpoint))?;
     info!(
         "mounted {} at {}",
@@ -52,7 +52,7 @@ pub fn foreground(tree: Tree, request: &Request) -> Result<(), Fatal> {
 }
 
 /// Mounts in a daemon child and returns once the mount is ready (or has failed).
-pub fn background(tree: Tree, request: &Request) -> Result<(), Fatal> {
+pub fn background(volume: Volume, request: &Request) -> Result<(), Fatal> {
     let threads = thread_count();
     if threads != Some(1) {
         // fork() copies only the calling thread; another thread holding a lock (the
@@ -78,17 +78,17 @@ pub fn background(tree: Tree, request: &Request) -> Result<(), Fatal> {
     }
     if pid == 0 {
         drop(ready_read);
-        let status = child(tree, request, File::from(ready_write));
+        let status = child(volume, request, File::from(ready_write));
         std::process::exit(status);
     }
     drop(ready_write);
     // The child owns the image now; the parent's copy of the descriptor is just closed.
-    drop(tree);
+    drop(volume);
     wait_until_ready(File::from(ready_read), pid, &request.mountpoint)
 }
 
 /// The daemon: returns its exit status.
-fn child(tree: Tree, request: &Request, mut ready: File) -> i32 {
+fn child(volume: Volume, request: &Request, mut ready: File) -> i32 {
     let report = |ready: &mut File, fatal: &Fatal| {
         let _ = writeln!(ready, "{FAILED}{}", one_line(&fatal.message));
     };
@@ -107,7 +107,7 @@ fn child(tree: Tree, request: &Request, mut ready: File) -> i32 {
             return 1;
         }
     };
-    let mut session = match mount::mount(tree, &request.mountpoint, &request.options) {
+    let mut session = match mount::mount(volume, &request.mountpoint, &request.options) {
         Ok(s) => s,
         Err(e) => {
             let fatal = checks::explain_mount_error(&e, &request.image, &request.mountpoint);

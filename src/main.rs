@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sifmount::cosign::PublicKey;
-use sifmount::tree::{Tree, TreeOptions};
+use sifmount::tree::{TreeOptions, Volume, VolumeOptions, DEFAULT_MAX_STAGED_SIZE};
 
 /// Exit status for failures: the image, the mountpoint, the system.
 const EXIT_FAILURE: u8 = 1;
@@ -24,8 +24,9 @@ const EXIT_USAGE: u8 = 2;
 /// Mount SIF / OCI-SIF container images as plain files.
 ///
 /// Mounted, an OCI-SIF is an OCI image layout (index.json, blobs/sha256/...) with one
-/// directory per image under images/ and the raw SIF objects under sif/. The mount is
-/// read-only. Without -f, sifmount returns once the mount is ready and serves it in the
+/// directory per image under images/, the raw SIF objects under sif/ and cosign
+/// signatures under cosign/; files copied into cosign/ are attached to the image as
+/// signatures (unless -o ro). Without -f, sifmount returns once the mount is ready and serves it in the
 /// background; unmount with sifmount -u, fusermount3 -u or umount.
 #[derive(Debug, Parser)]
 #[command(name = "sifmount", version, arg_required_else_help = true)]
@@ -36,7 +37,9 @@ const EXIT_USAGE: u8 = 2;
                             sifmount [-d] --verify IMAGE"
 )]
 #[command(
-    after_help = "Mount options (-o): ro, rw (accepted; the mount is read-only), \
+    after_help = "Mount options (-o): ro (never write the image), rw (the default when \
+                        the image is writable: files copied into cosign/ attach signatures), \
+                        max_staged=SIZE (largest file accepted in cosign/, default 16M), \
                         allow_other, allow_root, uid=N, gid=N, default_permissions, \
                         fsname=NAME, threads=N, nosuid, nodev, noexec, suid, dev, exec, \
                         noatime, atime, sync, async, dirsync; defaults, auto, noauto, user, \
@@ -75,7 +78,7 @@ struct Cli {
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<String>,
 
-    /// The SIF or OCI-SIF image to mount (read-only).
+    /// The SIF or OCI-SIF image to mount.
     #[arg(value_name = "IMAGE", requires = "mountpoint")]
     image: Option<PathBuf>,
 
@@ -163,17 +166,22 @@ fn mount(
     foreground: bool,
 ) -> Result<(), Fatal> {
     let parsed = options::parse(option_args).map_err(|e| Fatal::usage(e.to_string()))?;
-    if parsed.read_write {
-        log::info!("read-write mounts are not available yet: mounting read-only");
-    }
     let mountpoint = checks::mountpoint(mountpoint)?;
     let keys = key_paths
         .iter()
         .map(|p| PublicKey::load(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Fatal::failure(e.to_string()))?;
-    let (tree, report) =
-        Tree::open_with(image, &TreeOptions { keys }).map_err(|e| Fatal::failure(e.to_string()))?;
+    let writable = !parsed.read_only && image_is_writable(image);
+    let (volume, report) = Volume::open(
+        image,
+        VolumeOptions {
+            tree: TreeOptions { keys },
+            writable,
+            max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
+        },
+    )
+    .map_err(|e| Fatal::failure(e.to_string()))?;
     for warning in &report.warnings {
         log::warn!("{warning}");
     }
@@ -202,10 +210,33 @@ fn mount(
     };
     log::debug!("mount options: {:?}", request.options);
     if foreground {
-        daemon::foreground(tree, &request)
+        daemon::foreground(volume, &request)
     } else {
-        daemon::background(tree, &request)
+        daemon::background(volume, &request)
     }
+}
+
+/// Whether the image can be opened for writing: an OCI-SIF file we may write to. A
+/// read-only file, file system or native SIF is mounted read-only, with a note, because
+/// mount(8) passes `rw` to every helper that is not told `ro`.
+fn image_is_writable(image: &Path) -> bool {
+    let writable = std::fs::OpenOptions::new().write(true).open(image).is_ok();
+    if !writable {
+        log::info!("{}: not writable: mounting read-only", image.display());
+        return false;
+    }
+    let oci = sifmount::sif::SifImage::open(image, sifmount::sif::OpenMode::ReadOnly)
+        .map(|sif| {
+            matches!(
+                sifmount::oci::ImageKind::of(&sif),
+                sifmount::oci::ImageKind::OciSif { .. }
+            )
+        })
+        .unwrap_or(false);
+    if !oci {
+        log::info!("{}: not an OCI-SIF: mounting read-only", image.display());
+    }
+    oci
 }
 
 /// Default level warn; info from sifmount itself when serving in the foreground (so that

@@ -14,12 +14,17 @@ use fuser::{
     SessionUnmounter, TimeOrNow, WriteFlags,
 };
 
-use crate::tree::{Attr, Ino, Kind, Tree, TreeError};
+use crate::tree::{Attr, Ino, Kind, TreeError, Volume};
 
-/// How long the kernel may cache names and attributes. Everything in a read-only mount
-/// is immutable for the life of the mount, so a long time costs nothing and saves a
-/// request per `stat`.
+/// How long the kernel may cache names and attributes that cannot change: everything in
+/// a read-only mount, and the attributes of the image's files in a read-write one (an
+/// inode never changes content there). A long time costs nothing and saves a request per
+/// `stat`.
 const TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// For what can change (names in a read-write mount, staged files, directories): the
+/// kernel asks again every time, so a commit is visible as soon as `close(2)` returns.
+const NO_TTL: Duration = Duration::ZERO;
 
 /// Largest read the kernel is asked to send (it may cap this lower): large reads mean
 /// fewer round trips through FUSE for sequential reads of big layers.
@@ -75,11 +80,19 @@ impl Unmounter {
     }
 }
 
-/// Mounts `tree` at `mountpoint`. Returns once the kernel has completed the FUSE handshake,
+/// Mounts `volume` at `mountpoint`. Returns once the kernel has completed the FUSE handshake,
 /// so the mount is ready for use when this returns.
-pub fn mount(tree: Tree, mountpoint: &Path, options: &MountOptions) -> io::Result<MountedSession> {
+pub fn mount(
+    volume: Volume,
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> io::Result<MountedSession> {
     let mut mount_options = vec![
-        MountOption::RO,
+        if volume.writable() {
+            MountOption::RW
+        } else {
+            MountOption::RO
+        },
         MountOption::FSName(options.fsname.clone()),
         // As a kernel option rather than MountOption::Subtype: fuser's own mount(2) call
         // (used as root) drops Subtype, and then the mount table says plain "fuse".
@@ -103,7 +116,7 @@ pub fn mount(tree: Tree, mountpoint: &Path, options: &MountOptions) -> io::Resul
     // One /dev/fuse descriptor per worker, so workers do not contend on one queue.
     config.clone_fd = threads > 1;
     let fs = SifFs {
-        tree,
+        volume,
         uid: options.uid,
         gid: options.gid,
     };
@@ -135,16 +148,31 @@ fn errno(e: &TreeError) -> Errno {
         TreeError::NotDir(_) => Errno::ENOTDIR,
         TreeError::IsDir(_) => Errno::EISDIR,
         TreeError::NotSymlink(_) | TreeError::NotFile(_) => Errno::EINVAL,
-        TreeError::Read { .. } | TreeError::Open(_) => Errno::EIO,
+        TreeError::Read { .. } | TreeError::Open(_) | TreeError::Update(_) => Errno::EIO,
+        TreeError::ReadOnly => Errno::EROFS,
+        TreeError::Exists(_) => Errno::EEXIST,
+        TreeError::NotEmpty(_) => Errno::ENOTEMPTY,
+        TreeError::Rejected(_) => Errno::EINVAL,
+        TreeError::Denied(_) => Errno::EPERM,
+        TreeError::TooLarge(_) => Errno::EFBIG,
+        TreeError::NoSpace(_) => Errno::ENOSPC,
     }
 }
 
-/// Logs what the kernel will only see as an errno; lookups of missing names are normal
-/// (shells probe for files all the time) and stay at debug level.
+/// Logs what the kernel will only see as an errno. Lookups of missing names are normal
+/// (shells probe for files all the time) and so is EROFS; refused drops were logged with
+/// their reason where they were refused.
 fn fail(e: &TreeError) -> Errno {
     match e {
-        TreeError::NotFound { .. } => log::debug!("{e}"),
+        TreeError::NotFound { .. } | TreeError::ReadOnly | TreeError::Exists(_) => {
+            log::debug!("{e}")
+        }
         TreeError::Read { .. } | TreeError::Open(_) => log::error!("{e}"),
+        TreeError::Rejected(_)
+        | TreeError::Denied(_)
+        | TreeError::TooLarge(_)
+        | TreeError::NoSpace(_)
+        | TreeError::Update(_) => log::debug!("{e}"),
         _ => log::warn!("{e}"),
     }
     errno(e)
@@ -166,9 +194,9 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
-/// The file system served by the mount: a tree, and the owner it shows.
+/// The file system served by the mount: a volume, and the owner it shows.
 struct SifFs {
-    tree: Tree,
+    volume: Volume,
     uid: u32,
     gid: u32,
 }
@@ -190,8 +218,31 @@ impl SifFs {
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
-            blksize: self.tree.stats().block_size,
+            blksize: crate::tree::BLOCK_SIZE,
             flags: 0,
+        }
+    }
+
+    fn entry_ttl(&self) -> Duration {
+        if self.volume.writable() {
+            NO_TTL
+        } else {
+            TTL
+        }
+    }
+
+    fn attr_ttl(&self, ino: Ino) -> Duration {
+        if self.volume.stable(ino) {
+            TTL
+        } else {
+            NO_TTL
+        }
+    }
+
+    fn reply_entry(&self, result: Result<Attr, TreeError>, reply: ReplyEntry) {
+        match result {
+            Ok(a) => reply.entry(&self.entry_ttl(), &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail(&e)),
         }
     }
 
@@ -203,8 +254,8 @@ impl SifFs {
         offset: u64,
         mut add: impl FnMut(Ino, u64, Kind, &str) -> bool,
     ) -> Result<(), TreeError> {
-        let entries = self.tree.entries(ino)?;
-        let parent = self.tree.parent(ino)?;
+        let entries = self.volume.entries(ino)?;
+        let parent = self.volume.parent(ino)?;
         let dots = [(ino, "."), (parent, "..")];
         let total = entries.len() as u64 + 2;
         for pos in offset..total {
@@ -220,6 +271,13 @@ impl SifFs {
             }
         }
         Ok(())
+    }
+}
+
+fn reply_empty(result: Result<(), TreeError>, reply: ReplyEmpty) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(&e)),
     }
 }
 
@@ -239,38 +297,52 @@ impl fuser::Filesystem for SifFs {
                 log::debug!("kernel lacks {flag:?}");
             }
         }
+        // With it, O_TRUNC arrives with the open instead of as a separate truncate, so
+        // rewriting a committed file can be compared with what it holds at close.
+        if self.volume.writable()
+            && config
+                .add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC)
+                .is_err()
+        {
+            log::debug!("kernel lacks FUSE_ATOMIC_O_TRUNC");
+        }
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         use std::os::unix::ffi::OsStrExt;
-        match self.tree.lookup(parent.0, name.as_bytes()) {
-            Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
-            Err(e) => reply.error(fail(&e)),
-        }
+        self.reply_entry(self.volume.lookup(parent.0, name.as_bytes()), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.tree.attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
+        match self.volume.attr(ino.0) {
+            Ok(a) => reply.attr(&self.attr_ttl(ino.0), &self.file_attr(&a)),
             Err(e) => reply.error(fail(&e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.tree.readlink(ino.0) {
+        match self.volume.readlink(ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
             Err(e) => reply.error(fail(&e)),
         }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
-            return reply.error(Errno::EROFS);
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        if !write && truncate {
+            return reply.error(if self.volume.writable() {
+                Errno::EPERM
+            } else {
+                Errno::EROFS
+            });
         }
-        match self.tree.check_file(ino.0) {
-            // Contents never change while mounted: keep the page cache across opens.
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+        match self.volume.open_file(ino.0, write, truncate) {
+            // An image file's inode never changes content: keep its pages across opens.
+            // Staged files change, and written bytes must reach the volume, not the cache.
+            Ok(o) if o.cacheable => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => reply.error(fail(&e)),
         }
     }
@@ -280,19 +352,19 @@ impl fuser::Filesystem for SifFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let want = match self.tree.attr(ino.0) {
+        let want = match self.volume.attr(ino.0) {
             Ok(a) => a.size.saturating_sub(offset).min(u64::from(size)) as usize,
             Err(e) => return reply.error(fail(&e)),
         };
-        let mut buf = vec![0u8; want];
-        match self.tree.read(ino.0, offset, &mut buf) {
+        let mut buf = vec![0u8; want.max(if fh.0 != 0 { size as usize } else { 0 })];
+        match self.volume.read_at(ino.0, fh.0, offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(e) => reply.error(fail(&e)),
         }
@@ -302,8 +374,12 @@ impl fuser::Filesystem for SifFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EISDIR);
         }
-        match self.tree.entries(ino.0) {
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
+        match self.volume.entries(ino.0) {
+            // A read-only mount's listings never change: let the kernel keep them.
+            Ok(_) if !self.volume.writable() => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR)
+            }
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(fail(&e)),
         }
     }
@@ -333,17 +409,18 @@ impl fuser::Filesystem for SifFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let entry_ttl = self.entry_ttl();
         let listed = self.list(ino.0, offset, |child, next, _kind, name| {
-            match self.tree.attr(child) {
+            match self.volume.attr(child) {
                 Ok(a) => reply.add(
                     INodeNo(child),
                     next,
                     name,
-                    &TTL,
+                    &entry_ttl,
                     &self.file_attr(&a),
                     Generation(0),
                 ),
-                // The tree lists only inodes it has; should that ever break, stop the
+                // The volume lists only inodes it has; should that ever break, stop the
                 // listing rather than send a wrong entry.
                 Err(e) => {
                     fail(&e);
@@ -358,7 +435,7 @@ impl fuser::Filesystem for SifFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.tree.stats();
+        let s = self.volume.stats();
         reply.statfs(
             s.blocks,
             0,
@@ -372,37 +449,40 @@ impl fuser::Filesystem for SifFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if mask.contains(AccessFlags::W_OK) {
+        // Whether a change is allowed is decided by the change itself (only /cosign of a
+        // read-write mount takes any); access(2) can only say no for a read-only mount.
+        if mask.contains(AccessFlags::W_OK) && !self.volume.writable() {
             return reply.error(Errno::EROFS);
         }
-        match self.tree.attr(ino.0) {
+        match self.volume.attr(ino.0) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(fail(&e)),
         }
     }
 
-    // Everything below changes the tree: a read-only mount refuses it with EROFS.
-
     #[allow(clippy::too_many_arguments)]
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
-        _size: Option<u64>,
+        size: Option<u64>,
         _atime: Option<TimeOrNow>,
         _mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        match self.volume.setattr(ino.0, size, fh.map(|f| f.0)) {
+            Ok(a) => reply.attr(&NO_TTL, &self.file_attr(&a)),
+            Err(e) => reply.error(fail(&e)),
+        }
     }
 
     fn mknod(
@@ -415,27 +495,35 @@ impl fuser::Filesystem for SifFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        // Regular files come through create; devices, FIFOs and sockets are never staged.
+        reply.error(if self.volume.writable() {
+            Errno::EPERM
+        } else {
+            Errno::EROFS
+        });
     }
 
     fn mkdir(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
+        parent: INodeNo,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        use std::os::unix::ffi::OsStrExt;
+        self.reply_entry(self.volume.mkdir(parent.0, name.as_bytes()), reply);
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        use std::os::unix::ffi::OsStrExt;
+        reply_empty(self.volume.unlink(parent.0, name.as_bytes()), reply);
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        use std::os::unix::ffi::OsStrExt;
+        reply_empty(self.volume.rmdir(parent.0, name.as_bytes()), reply);
     }
 
     fn symlink(
@@ -446,7 +534,12 @@ impl fuser::Filesystem for SifFs {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        // A link dropped into /cosign could point anywhere; entries hold only bytes.
+        reply.error(if self.volume.writable() {
+            Errno::EPERM
+        } else {
+            Errno::EROFS
+        });
     }
 
     fn rename(
@@ -459,7 +552,12 @@ impl fuser::Filesystem for SifFs {
         _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        // Entry names are the image's; staged names decide roles. Neither is renamed.
+        reply.error(if self.volume.writable() {
+            Errno::EPERM
+        } else {
+            Errno::EROFS
+        });
     }
 
     fn link(
@@ -470,46 +568,79 @@ impl fuser::Filesystem for SifFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        reply.error(if self.volume.writable() {
+            Errno::EPERM
+        } else {
+            Errno::EROFS
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::EROFS);
+        match self.volume.write_at(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(fail(&e)),
+        }
     }
 
     fn create(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
+        parent: INodeNo,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(Errno::EROFS);
+        use std::os::unix::ffi::OsStrExt;
+        match self.volume.create(parent.0, name.as_bytes()) {
+            Ok((a, fh)) => reply.created(
+                &NO_TTL,
+                &self.file_attr(&a),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
+            Err(e) => reply.error(fail(&e)),
+        }
     }
 
+    // close(2) waits for FLUSH, not for RELEASE (which the kernel sends later, on its
+    // own): so a drop commits, and reports why it cannot, here.
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        reply_empty(self.volume.flush(ino.0, fh.0), reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.volume.release(ino.0, fh.0);
         reply.ok();
     }
 
@@ -521,7 +652,8 @@ impl fuser::Filesystem for SifFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Nothing is ever written, so everything is already durable.
+        // Every commit is fsynced before its close returns; staged bytes are not meant
+        // to be durable until they commit.
         reply.ok();
     }
 

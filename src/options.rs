@@ -45,8 +45,10 @@ pub struct ParsedOptions {
     pub threads: Option<usize>,
     /// Kernel flags in the order given, contradicting pairs resolved to the last one.
     pub kernel_flags: Vec<String>,
-    /// `rw` was the last of `ro`/`rw`: asked for, not available yet (see [`Self::into_mount_options`]).
-    pub read_write: bool,
+    /// `ro` was the last of `ro`/`rw`: never open the image for writing.
+    pub read_only: bool,
+    /// `max_staged=`: the largest file accepted in `/cosign`, in bytes.
+    pub max_staged: Option<u64>,
 }
 
 /// Values [`ParsedOptions::into_mount_options`] uses where `-o` says nothing.
@@ -126,11 +128,15 @@ fn apply(parsed: &mut ParsedOptions, option: &str) -> Result<(), OptionError> {
     match name {
         "ro" => {
             no_value(name, value)?;
-            parsed.read_write = false;
+            parsed.read_only = true;
         }
         "rw" => {
             no_value(name, value)?;
-            parsed.read_write = true;
+            parsed.read_only = false;
+        }
+        "max_staged" => {
+            let value = needs_value(name, value)?;
+            parsed.max_staged = Some(size(option, value)?);
         }
         "allow_other" => {
             no_value(name, value)?;
@@ -191,6 +197,32 @@ fn id(name: &str, value: Option<&str>) -> Result<u32, OptionError> {
         .map_err(|_| invalid(&format!("{name}={value}"), "ID out of range"))
 }
 
+/// Largest `max_staged=` accepted: staged files are held in memory.
+const MAX_STAGED_LIMIT: u64 = 1 << 30;
+
+/// A byte count, with an optional K, M or G suffix (powers of 1024).
+fn size(option: &str, value: &str) -> Result<u64, OptionError> {
+    let (digits, unit) = match value.as_bytes().last() {
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 1u64 << 10),
+        Some(b'm' | b'M') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'g' | b'G') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            option,
+            "not a size (bytes, or a number with K, M or G)",
+        ));
+    }
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (1..=MAX_STAGED_LIMIT).contains(n))
+        .ok_or_else(|| invalid(option, "the size must be 1 byte to 1G"))?;
+    Ok(n)
+}
+
 fn invalid(option: &str, reason: &str) -> OptionError {
     OptionError::InvalidValue {
         option: option.to_string(),
@@ -199,11 +231,8 @@ fn invalid(option: &str, reason: &str) -> OptionError {
 }
 
 impl ParsedOptions {
-    /// The options the mount is made with.
-    ///
-    /// The mount is always read-only in this version (the adapter mounts with the kernel's
-    /// `ro` flag), whatever `ro`/`rw` said: mount(8) adds `rw` to every helper call unless
-    /// told `ro`, so refusing `rw` would break `mount -t fuse.sifmount` and fstab.
+    /// The options the mount is made with. `ro`, `rw` and `max_staged` are not among
+    /// them: they decide how the image is opened (see `main.rs`).
     pub fn into_mount_options(self, defaults: Defaults) -> MountOptions {
         MountOptions {
             uid: self.uid.unwrap_or(defaults.uid),
@@ -289,6 +318,29 @@ mod tests {
     }
 
     #[test]
+    fn max_staged_takes_sizes() {
+        assert_eq!(ok(&["max_staged=4096"]).max_staged, Some(4096));
+        assert_eq!(ok(&["max_staged=64K"]).max_staged, Some(64 << 10));
+        assert_eq!(ok(&["max_staged=16m"]).max_staged, Some(16 << 20));
+        assert_eq!(ok(&["max_staged=1G"]).max_staged, Some(1 << 30));
+        for bad in [
+            "max_staged=0",
+            "max_staged=2G",
+            "max_staged=12X",
+            "max_staged=M",
+        ] {
+            assert!(
+                matches!(err(&[bad]), OptionError::InvalidValue { .. }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(&["max_staged"]),
+            OptionError::MissingValue("max_staged".into())
+        );
+    }
+
+    #[test]
     fn later_values_win() {
         let p = ok(&["uid=1,threads=2", "uid=2", "threads=5,fsname=a,fsname=b"]);
         assert_eq!(p.uid, Some(2));
@@ -313,11 +365,12 @@ mod tests {
     }
 
     #[test]
-    fn ro_and_rw_are_accepted_and_the_mount_stays_read_only() {
-        assert!(!ok(&["ro"]).read_write);
-        assert!(ok(&["rw"]).read_write);
-        assert!(!ok(&["rw,ro"]).read_write);
-        assert!(ok(&["ro", "rw"]).read_write);
+    fn the_last_of_ro_and_rw_wins_and_neither_reaches_the_kernel_list() {
+        assert!(ok(&["ro"]).read_only);
+        assert!(!ok(&["rw"]).read_only);
+        assert!(!ok(&[]).read_only);
+        assert!(ok(&["rw,ro"]).read_only);
+        assert!(!ok(&["ro", "rw"]).read_only);
         // Neither reaches the kernel options: the adapter always mounts read-only.
         for args in [&["rw"][..], &["ro"], &["rw,dev,suid"]] {
             let m = ok(args).into_mount_options(defaults());

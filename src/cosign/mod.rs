@@ -1,11 +1,16 @@
 //! Cosign's storage conventions (spec/COSIGN.md): finding the signatures, attestations,
 //! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
 
+mod attach;
 mod discover;
 mod dsse;
 mod error;
 mod verify;
 
+pub use attach::{
+    amend, attach, attach_with_style, cosign_ref_name, detach, drop_annotations, prepare,
+    AttachError, AttachOutcome, Attachment, DropFiles,
+};
 pub use discover::{discover, Discovery, Entry, EntryKind, Origin, MAX_LAYERS};
 pub use dsse::{
     bundle_envelope, decode_base64, pae, Bundle, BundleContent, Envelope, EnvelopeSignature,

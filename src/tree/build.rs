@@ -42,6 +42,8 @@ pub(super) fn build(
         signatures: HashMap::new(),
         image_paths: HashMap::new(),
         options,
+        cosign_dir: None,
+        cosign_entries: Vec::new(),
     };
     let root = b.dir(ROOT);
     debug_assert_eq!(root, ROOT);
@@ -73,8 +75,22 @@ pub(super) fn build(
         nodes,
         sif,
         image_len,
+        slots: None,
+        cosign_dir: b.cosign_dir,
+        cosign_entries: std::mem::take(&mut b.cosign_entries),
     };
     Ok((tree, b.report))
+}
+
+/// A number that changes whenever the object behind a file could hold other bytes: the
+/// descriptor's ID, type, place, size, digest (Extra) and time. Inode numbers of a
+/// read-write mount are tied to it, so an inode never changes content (see `inodes.rs`).
+fn object_identity(d: &SifDescriptor) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (d.id, d.data_type_raw, d.offset, d.size, d.modified_at).hash(&mut h);
+    d.extra.hash(&mut h);
+    h.finish()
 }
 
 pub(super) struct Builder<'o> {
@@ -91,6 +107,10 @@ pub(super) struct Builder<'o> {
     /// Where each manifest or index shown under `/images` is (`images/<name>/<platform>`).
     pub(super) image_paths: HashMap<Digest, String>,
     pub(super) options: &'o TreeOptions,
+    /// `/cosign`, when the image is an OCI-SIF.
+    pub(super) cosign_dir: Option<Ino>,
+    /// Each `/cosign/<entry>/` directory and the entry it shows.
+    pub(super) cosign_entries: Vec<(Ino, cosign::Entry)>,
 }
 
 impl Builder<'_> {
@@ -137,6 +157,7 @@ impl Builder<'_> {
             Content::Range {
                 offset: d.offset as u64,
                 size: d.size as u64,
+                identity: object_identity(d),
             },
             d.modified_at,
             d.created_at,
@@ -219,6 +240,7 @@ impl Builder<'_> {
         }
 
         let cosign_dir = self.subdir(ROOT, "cosign");
+        self.cosign_dir = Some(cosign_dir);
         let images = self.subdir(ROOT, "images");
         let index = match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
             Ok(index) => index,

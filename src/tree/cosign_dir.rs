@@ -31,6 +31,7 @@ impl Builder<'_> {
         for entry in entries {
             let dir = self.subdir(cosign_dir, &entry.name);
             self.cosign_entry(oci, dir, entry);
+            self.cosign_entries.push((dir, entry.clone()));
         }
     }
 

@@ -8,14 +8,21 @@
 
 mod build;
 mod cosign_dir;
+mod inodes;
 mod names;
 mod sif_json;
+mod staging;
+mod volume;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::cosign;
 use crate::sif::SifImage;
 
 pub use build::BuildReport;
+pub use inodes::InodeTable;
+pub use volume::{Opened, Volume, VolumeOptions, DEFAULT_MAX_STAGED_SIZE};
 
 /// What a tree shows beyond the image itself.
 #[derive(Default)]
@@ -102,6 +109,28 @@ pub enum TreeError {
     NotFile(Ino),
     #[error("inode {0} is not a symbolic link")]
     NotSymlink(Ino),
+    /// A change outside `/cosign`, or on a read-only mount (EROFS).
+    #[error("read-only: changes are taken only under /cosign of a read-write mount")]
+    ReadOnly,
+    #[error("{0}: already exists")]
+    Exists(String),
+    #[error("directory inode {0} is not empty")]
+    NotEmpty(Ino),
+    /// A dropped file or name that cannot be accepted (EINVAL), with the reason.
+    #[error("{0}")]
+    Rejected(String),
+    /// A change to something committed, or not allowed there (EPERM).
+    #[error("{0}")]
+    Denied(String),
+    /// A staged file over the size limit (EFBIG).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No room for what was asked (ENOSPC).
+    #[error("{0}")]
+    NoSpace(String),
+    /// Updating the image failed (EIO); the image holds its previous state.
+    #[error("{0}")]
+    Update(String),
     #[error("{path}: cannot read {what}: {source}")]
     Read {
         path: String,
@@ -115,8 +144,12 @@ pub enum TreeError {
 enum Content {
     /// Generated at build time.
     Bytes(Box<[u8]>),
-    /// A byte range of the image file.
-    Range { offset: u64, size: u64 },
+    /// A byte range of the image file; `identity` tells objects at the same place apart.
+    Range {
+        offset: u64,
+        size: u64,
+        identity: u64,
+    },
 }
 
 impl Content {
@@ -164,6 +197,13 @@ pub struct Tree {
     nodes: Vec<Node>,
     sif: SifImage,
     image_len: u64,
+    /// Inode → index into `nodes` once an [`InodeTable`] has numbered the tree (the
+    /// rebuilds of a read-write mount); `None` while inode `i + 1` is index `i`.
+    slots: Option<HashMap<Ino, usize>>,
+    /// `/cosign`, when the image is an OCI-SIF.
+    cosign_dir: Option<Ino>,
+    /// Each `/cosign/<entry>/` directory and the entry it shows.
+    cosign_entries: Vec<(Ino, cosign::Entry)>,
 }
 
 impl std::fmt::Debug for Tree {
@@ -200,9 +240,43 @@ impl Tree {
     }
 
     fn node(&self, ino: Ino) -> Result<&Node, TreeError> {
-        ino.checked_sub(1)
-            .and_then(|i| self.nodes.get(i as usize))
+        let slot = match &self.slots {
+            None => ino.checked_sub(1).map(|i| i as usize),
+            Some(slots) => slots.get(&ino).copied(),
+        };
+        slot.and_then(|i| self.nodes.get(i))
             .ok_or(TreeError::NoInode(ino))
+    }
+
+    /// Whether `ino` is a node of this tree.
+    pub fn contains(&self, ino: Ino) -> bool {
+        self.node(ino).is_ok()
+    }
+
+    /// `/cosign`, when the image is an OCI-SIF.
+    pub fn cosign_dir(&self) -> Option<Ino> {
+        self.cosign_dir
+    }
+
+    /// Every `/cosign/<entry>/` directory inode with the entry it shows.
+    pub fn cosign_entries(&self) -> &[(Ino, cosign::Entry)] {
+        &self.cosign_entries
+    }
+
+    /// The entry whose directory is `ino`.
+    pub fn cosign_entry(&self, ino: Ino) -> Option<&cosign::Entry> {
+        self.cosign_entries
+            .iter()
+            .find(|(dir, _)| *dir == ino)
+            .map(|(_, e)| e)
+    }
+
+    /// The directory of the entry named `name`.
+    pub fn cosign_entry_named(&self, name: &str) -> Option<(Ino, &cosign::Entry)> {
+        self.cosign_entries
+            .iter()
+            .find(|(_, e)| e.name == name)
+            .map(|(dir, e)| (*dir, e))
     }
 
     /// The attributes of `ino`.

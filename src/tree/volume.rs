@@ -1,0 +1,1353 @@
+//! A mounted image as a file system that can change (DESIGN.md §3, "Attaching"): the
+//! [`Tree`] of what the image holds, plus what users are dropping into `/cosign` and
+//! have not yet committed.
+//!
+//! Staged files live in memory (each up to a size limit) until their entry is complete:
+//! an entry commits when its payload has been closed and a signature is known (a
+//! signature file, the signature annotation, or a DSSE envelope as payload). Committing
+//! appends the layer to the image with the upstream update algorithm, fsyncs, and
+//! rebuilds the tree; `close(2)` returns only then, and returns the reason when the drop
+//! is refused. The tree is rebuilt with an [`InodeTable`], so an inode never changes what
+//! it holds and the kernel's caches can never serve stale bytes.
+//!
+//! One lock guards everything: reads share it, changes take it alone, so a read never
+//! sees an image half-way through an update.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::staging::{self, Role, ERROR_FILE};
+use super::{
+    Attr, BuildReport, DirEntry, FsStats, Ino, InodeTable, Kind, Tree, TreeError, TreeOptions,
+    FILE_PERM, SYMLINK_PERM,
+};
+use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, EntryKind, Origin};
+use crate::oci::OciSif;
+use crate::sif::{Digest, OpenMode};
+
+/// Staged files larger than this are refused: real payloads, signatures and certificates
+/// are kilobytes, and staged bytes are held in memory until they commit.
+pub const DEFAULT_MAX_STAGED_SIZE: u64 = 16 << 20;
+
+/// Modes of what a read-write mount lets users change.
+const WRITABLE_DIR_PERM: u16 = 0o755;
+const STAGED_FILE_PERM: u16 = 0o644;
+
+/// How a volume is opened.
+#[derive(Default)]
+pub struct VolumeOptions {
+    pub tree: TreeOptions,
+    /// Open the image for writing and accept drops into `/cosign`. When false, every
+    /// change is EROFS and the image is never opened for writing.
+    pub writable: bool,
+    /// The largest staged file, in bytes (0: [`DEFAULT_MAX_STAGED_SIZE`]).
+    pub max_staged_size: u64,
+}
+
+/// Which committed layer a staged file, alias or hidden name is about. Entry names are
+/// positional and can change (a removal renumbers), this cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    kind: EntryKind,
+    target: Digest,
+    payload: Digest,
+}
+
+impl EntryId {
+    fn of(e: &cosign::Entry) -> EntryId {
+        EntryId {
+            kind: e.kind,
+            target: e.target,
+            payload: e.layer.digest,
+        }
+    }
+}
+
+/// The entry a staged file belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Group {
+    /// Files directly in `/cosign` sharing a base name (`X`, `X.sig`, …).
+    Top(String),
+    /// A directory made in `/cosign`.
+    Dir(Ino),
+    /// A committed entry's directory, written to after the fact.
+    Entry(EntryId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum GroupState {
+    Pending,
+    /// Refused, with the reason shown in its `error` file.
+    Failed(String),
+    Committed(EntryId),
+}
+
+struct StagedFile {
+    name: String,
+    /// The directory it was created in.
+    parent: Ino,
+    group: Group,
+    role: Role,
+    data: Vec<u8>,
+    /// Closed since it was last opened for writing: only complete files count.
+    complete: bool,
+    /// Shown in its directory. Committed files are replaced by the entry (and aliases);
+    /// they live on only while open.
+    listed: bool,
+    opens: u32,
+    mtime: i64,
+}
+
+struct StagedDir {
+    name: String,
+    state: GroupState,
+    error_ino: Ino,
+    mtime: i64,
+}
+
+struct TopGroup {
+    state: GroupState,
+    error_ino: Ino,
+}
+
+/// A name the user gave that now stands for a committed entry (or one of its files).
+struct Alias {
+    ino: Ino,
+    entry: EntryId,
+    file: Option<&'static str>,
+}
+
+/// An open file handle.
+enum Handle {
+    /// A staged file opened for writing.
+    Staged,
+    /// A committed entry's file opened for writing: the bytes written are compared with
+    /// (or merged into) the entry when the file is closed.
+    Session {
+        entry: EntryId,
+        role: Role,
+        data: Vec<u8>,
+    },
+}
+
+#[derive(Default)]
+struct Staging {
+    files: HashMap<Ino, StagedFile>,
+    dirs: HashMap<Ino, StagedDir>,
+    top: BTreeMap<String, TopGroup>,
+    aliases: BTreeMap<String, Alias>,
+    /// Names unlinked from committed entries: `rm -r` unlinks every file before the
+    /// `rmdir` that removes the signature.
+    hidden: HashMap<EntryId, BTreeSet<String>>,
+}
+
+struct State {
+    tree: Tree,
+    table: InodeTable,
+    /// The image opened for writing (read-write volumes only).
+    writer: Option<OciSif>,
+    staging: Staging,
+    handles: HashMap<u64, Handle>,
+    next_fh: u64,
+    /// The files of every committed entry directory, with their roles.
+    entry_files: HashMap<Ino, (EntryId, Role)>,
+}
+
+/// What an inode is.
+enum Node<'a> {
+    Tree,
+    Staged(&'a StagedFile),
+    StagedDir(&'a StagedDir),
+    Alias(&'a Alias),
+    Error(String),
+}
+
+/// A successful open: the handle and whether the kernel may keep the file's pages.
+pub struct Opened {
+    pub fh: u64,
+    /// The content of this inode can never change: keep the page cache across opens.
+    pub cacheable: bool,
+}
+
+/// A mounted image, readable and (when opened so) writable through `/cosign`.
+pub struct Volume {
+    path: PathBuf,
+    options: VolumeOptions,
+    state: RwLock<State>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Volume {
+    /// Opens the image at `path`: builds its tree and, for a writable volume, opens it
+    /// for writing too.
+    pub fn open(path: &Path, options: VolumeOptions) -> Result<(Volume, BuildReport), TreeError> {
+        let (mut tree, report) = Tree::open_with(path, &options.tree)?;
+        let mut table = InodeTable::new();
+        let writer = if options.writable {
+            tree.renumber(&mut table);
+            let shown = path.display();
+            match OciSif::open(path, OpenMode::ReadWrite) {
+                Ok(w) => Some(w),
+                Err(e) => return Err(TreeError::Open(format!("{shown}: {e}"))),
+            }
+        } else {
+            None
+        };
+        let mut state = State {
+            tree,
+            table,
+            writer,
+            staging: Staging::default(),
+            handles: HashMap::new(),
+            next_fh: 1,
+            entry_files: HashMap::new(),
+        };
+        state.index_entry_files();
+        let volume = Volume {
+            path: path.to_path_buf(),
+            options,
+            state: RwLock::new(state),
+        };
+        Ok((volume, report))
+    }
+
+    /// Whether changes are accepted (otherwise they are EROFS).
+    pub fn writable(&self) -> bool {
+        self.options.writable
+    }
+
+    fn max_staged(&self) -> u64 {
+        match self.options.max_staged_size {
+            0 => DEFAULT_MAX_STAGED_SIZE,
+            n => n,
+        }
+    }
+
+    // A panic while the lock was held leaves it poisoned; the state is still the last
+    // one a change completed or refused (changes are made image first, then state), so
+    // serving on is better than failing every request.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_writable(&self) -> Result<(), TreeError> {
+        if self.writable() {
+            Ok(())
+        } else {
+            Err(TreeError::ReadOnly)
+        }
+    }
+
+    /// The attributes of `ino`.
+    pub fn attr(&self, ino: Ino) -> Result<Attr, TreeError> {
+        self.read().attr(ino, self.writable())
+    }
+
+    /// Whether the kernel may cache `ino`'s attributes for long: true of every file of
+    /// the image's tree (an inode never changes content), false of what can change.
+    pub fn stable(&self, ino: Ino) -> bool {
+        let st = self.read();
+        !self.writable()
+            || (st.tree.contains(ino) && st.tree.attr(ino).is_ok_and(|a| a.kind == Kind::File))
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr, TreeError> {
+        let st = self.read();
+        let child = st.lookup(parent, name)?;
+        st.attr(child, self.writable())
+    }
+
+    /// `..` of directory `ino`.
+    pub fn parent(&self, ino: Ino) -> Result<Ino, TreeError> {
+        let st = self.read();
+        match st.node(ino)? {
+            Node::StagedDir(_) => Ok(st.tree.cosign_dir().unwrap_or(super::ROOT)),
+            Node::Tree => st.tree.parent(ino),
+            _ => Err(TreeError::NotDir(ino)),
+        }
+    }
+
+    /// Every entry of directory `ino`, sorted by name.
+    pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>, TreeError> {
+        self.read().entries(ino)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<String, TreeError> {
+        let st = self.read();
+        match st.node(ino)? {
+            Node::Alias(alias) => st.alias_target(alias),
+            Node::Tree => st.tree.readlink(ino).map(str::to_string),
+            _ => Err(TreeError::NotSymlink(ino)),
+        }
+    }
+
+    pub fn stats(&self) -> FsStats {
+        self.read().tree.stats()
+    }
+
+    /// Opens a file; `write` and `truncate` as the open flags say.
+    pub fn open_file(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened, TreeError> {
+        if !write {
+            let st = self.read();
+            return match st.node(ino)? {
+                Node::Tree => st.tree.check_file(ino).map(|()| Opened {
+                    fh: 0,
+                    cacheable: true,
+                }),
+                Node::Staged(_) | Node::Error(_) => Ok(Opened {
+                    fh: 0,
+                    cacheable: false,
+                }),
+                Node::StagedDir(_) => Err(TreeError::IsDir(ino)),
+                Node::Alias(_) => Err(TreeError::NotFile(ino)),
+            };
+        }
+        self.check_writable()?;
+        let max = self.max_staged();
+        let mut st = self.write();
+        let handle = match st.node(ino)? {
+            Node::Staged(_) => {
+                let file = st.staging.files.get_mut(&ino).expect("node() found it");
+                if truncate {
+                    file.data.clear();
+                }
+                file.complete = false;
+                file.opens += 1;
+                file.mtime = now();
+                Handle::Staged
+            }
+            Node::Tree => {
+                st.tree.check_file(ino)?;
+                let Some(&(entry, role)) = st.entry_files.get(&ino) else {
+                    return Err(TreeError::ReadOnly);
+                };
+                let size = st.tree.attr(ino)?.size;
+                let data = if truncate {
+                    Vec::new()
+                } else if size > max {
+                    return Err(st.too_large(ino, max));
+                } else {
+                    let mut buf = vec![0; size as usize];
+                    let n = st.tree.read(ino, 0, &mut buf)?;
+                    buf.truncate(n);
+                    buf
+                };
+                Handle::Session { entry, role, data }
+            }
+            Node::Error(_) => {
+                return Err(TreeError::Denied(format!(
+                    "{}: the error file is written by sifmount",
+                    st.path_of(ino)
+                )))
+            }
+            Node::StagedDir(_) => return Err(TreeError::IsDir(ino)),
+            Node::Alias(_) => return Err(TreeError::NotFile(ino)),
+        };
+        Ok(Opened {
+            fh: st.add_handle(handle),
+            cacheable: false,
+        })
+    }
+
+    /// Reads from `offset` into `buf`; returns the count.
+    pub fn read_at(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, TreeError> {
+        let st = self.read();
+        if let Some(Handle::Session { data, .. }) = st.handles.get(&fh) {
+            return Ok(copy_out(data, offset, buf));
+        }
+        match st.node(ino)? {
+            Node::Tree => st.tree.read(ino, offset, buf),
+            Node::Staged(f) => Ok(copy_out(&f.data, offset, buf)),
+            Node::Error(text) => Ok(copy_out(text.as_bytes(), offset, buf)),
+            Node::StagedDir(_) => Err(TreeError::IsDir(ino)),
+            Node::Alias(_) => Err(TreeError::NotFile(ino)),
+        }
+    }
+
+    /// Writes `data` at `offset` through handle `fh`.
+    pub fn write_at(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, TreeError> {
+        self.check_writable()?;
+        let max = self.max_staged();
+        let mut st = self.write();
+        let end = offset.saturating_add(data.len() as u64);
+        if end > max {
+            let e = st.too_large(ino, max);
+            if let Some(Handle::Staged) = st.handles.get(&fh) {
+                let group = st.staging.files.get(&ino).map(|f| f.group.clone());
+                if let Some(g) = group {
+                    st.set_state(&g, GroupState::Failed(e.to_string()));
+                }
+            }
+            log::warn!("{e}");
+            return Err(e);
+        }
+        let buffer = match st.handles.get_mut(&fh) {
+            Some(Handle::Session { data, .. }) => data,
+            Some(Handle::Staged) => match st.staging.files.get_mut(&ino) {
+                Some(f) => {
+                    f.mtime = now();
+                    &mut f.data
+                }
+                None => return Err(TreeError::NoInode(ino)),
+            },
+            None => return Err(TreeError::ReadOnly),
+        };
+        let start = offset as usize;
+        if buffer.len() < start + data.len() {
+            buffer.resize(start + data.len(), 0);
+        }
+        buffer[start..start + data.len()].copy_from_slice(data);
+        Ok(data.len())
+    }
+
+    /// `close(2)` of a handle: where a drop commits, or says why it cannot.
+    pub fn flush(&self, ino: Ino, fh: u64) -> Result<(), TreeError> {
+        if fh == 0 {
+            return Ok(());
+        }
+        let mut st = self.write();
+        let result = match st.handles.get(&fh) {
+            None => return Ok(()),
+            Some(Handle::Staged) => st.flush_staged(ino, &self.path, &self.options),
+            Some(Handle::Session { entry, role, data }) => {
+                let (entry, role, data) = (*entry, *role, data.clone());
+                st.merge(entry, role, data, &self.path, &self.options)
+            }
+        };
+        if let Err(e) = &result {
+            log::warn!("{e}");
+        }
+        result
+    }
+
+    /// The last close of a handle.
+    pub fn release(&self, ino: Ino, fh: u64) {
+        if fh == 0 {
+            return;
+        }
+        let mut st = self.write();
+        if let Some(Handle::Staged) = st.handles.remove(&fh) {
+            st.closed(ino);
+        }
+    }
+
+    /// A new file in `/cosign` or in an entry directory, opened for writing.
+    pub fn create(&self, parent: Ino, name: &[u8]) -> Result<(Attr, u64), TreeError> {
+        self.check_writable()?;
+        let mut st = self.write();
+        let name = st.new_name(parent, name)?;
+        let (group, role) = st.place_for_file(parent, &name)?;
+        let ino = st.table.fresh();
+        if let Group::Top(base) = &group {
+            if !st.staging.top.contains_key(base) {
+                let error_ino = st.table.fresh();
+                st.staging.top.insert(
+                    base.clone(),
+                    TopGroup {
+                        state: GroupState::Pending,
+                        error_ino,
+                    },
+                );
+            }
+        }
+        st.staging.files.insert(
+            ino,
+            StagedFile {
+                name,
+                parent,
+                group,
+                role,
+                data: Vec::new(),
+                complete: false,
+                listed: true,
+                opens: 1,
+                mtime: now(),
+            },
+        );
+        let fh = st.add_handle(Handle::Staged);
+        Ok((st.attr(ino, true)?, fh))
+    }
+
+    /// A new entry directory in `/cosign`.
+    pub fn mkdir(&self, parent: Ino, name: &[u8]) -> Result<Attr, TreeError> {
+        self.check_writable()?;
+        let mut st = self.write();
+        if Some(parent) != st.tree.cosign_dir() {
+            return Err(match st.node(parent)? {
+                Node::StagedDir(_) => st.denied(parent, "an entry holds files, not directories"),
+                Node::Tree if st.tree.cosign_entry(parent).is_some() => {
+                    st.denied(parent, "an entry holds files, not directories")
+                }
+                _ => TreeError::ReadOnly,
+            });
+        }
+        let name = st.new_name(parent, name)?;
+        staging::check_dir_name(&name)
+            .map_err(|reason| TreeError::Rejected(format!("cosign/{name}: {reason}")))?;
+        let ino = st.table.fresh();
+        let error_ino = st.table.fresh();
+        st.staging.dirs.insert(
+            ino,
+            StagedDir {
+                name,
+                state: GroupState::Pending,
+                error_ino,
+                mtime: now(),
+            },
+        );
+        st.attr(ino, true)
+    }
+
+    /// Removes a staged file, an alias, or (hides) a committed entry's file until the
+    /// `rmdir` of its entry.
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<(), TreeError> {
+        self.check_writable()?;
+        let mut st = self.write();
+        let child = st.lookup(parent, name)?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        match st.node(child)? {
+            Node::Staged(_) => {
+                let f = st.staging.files.get_mut(&child).expect("node() found it");
+                f.listed = false;
+                let group = f.group.clone();
+                st.closed(child);
+                st.forget_group_if_empty(&group);
+                Ok(())
+            }
+            Node::Error(_) => {
+                // Removing the error file acknowledges it: the files stay, pending.
+                let group = st.group_of_error(child);
+                if let Some(g) = group {
+                    st.set_state(&g, GroupState::Pending);
+                }
+                Ok(())
+            }
+            Node::Alias(_) => {
+                st.staging.aliases.remove(&name);
+                Ok(())
+            }
+            Node::StagedDir(_) => Err(TreeError::IsDir(child)),
+            Node::Tree => {
+                if st.tree.entries(child).is_ok() {
+                    return Err(TreeError::IsDir(child));
+                }
+                match st.committed_dir(parent) {
+                    Some(entry) => {
+                        st.staging.hidden.entry(entry).or_default().insert(name);
+                        Ok(())
+                    }
+                    None => Err(TreeError::ReadOnly),
+                }
+            }
+        }
+    }
+
+    /// Removes an empty staged directory, or a committed entry once its files have been
+    /// unlinked: the signature layer goes, with the same update algorithm.
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<(), TreeError> {
+        self.check_writable()?;
+        let mut st = self.write();
+        let child = st.lookup(parent, name)?;
+        match st.node(child)? {
+            Node::StagedDir(_) => {
+                if !st.entries(child)?.is_empty() {
+                    return Err(TreeError::NotEmpty(child));
+                }
+                st.staging.dirs.remove(&child);
+                Ok(())
+            }
+            Node::Tree => {
+                let Some(entry) = st.tree.cosign_entry(child).map(EntryId::of) else {
+                    return Err(if st.tree.entries(child).is_ok() {
+                        TreeError::ReadOnly
+                    } else {
+                        TreeError::NotDir(child)
+                    });
+                };
+                if !st.entries(child)?.is_empty() {
+                    return Err(TreeError::NotEmpty(child));
+                }
+                let result = st.remove_entry(entry, &self.path, &self.options);
+                if let Err(e) = &result {
+                    log::warn!("{e}");
+                }
+                result
+            }
+            _ => Err(TreeError::NotDir(child)),
+        }
+    }
+
+    /// `chmod`, `chown`, `utimes` and `truncate`. Sizes change only on staged files and
+    /// open write handles; the rest is accepted and ignored where users may write (so
+    /// `cp -p` and `cp -r` work), EROFS elsewhere.
+    pub fn setattr(&self, ino: Ino, size: Option<u64>, fh: Option<u64>) -> Result<Attr, TreeError> {
+        self.check_writable()?;
+        let max = self.max_staged();
+        let mut st = self.write();
+        if let Some(size) = size {
+            if size > max {
+                return Err(st.too_large(ino, max));
+            }
+            if let Some(Handle::Session { data, .. }) = fh.and_then(|fh| st.handles.get_mut(&fh)) {
+                data.resize(size as usize, 0);
+                let mut a = st.attr(ino, true)?;
+                a.size = size;
+                return Ok(a);
+            }
+        }
+        match st.node(ino)? {
+            Node::Staged(_) => {
+                if let Some(size) = size {
+                    let f = st.staging.files.get_mut(&ino).expect("node() found it");
+                    f.data.resize(size as usize, 0);
+                    f.mtime = now();
+                }
+            }
+            Node::Tree => {
+                let in_cosign = Some(ino) == st.tree.cosign_dir()
+                    || st.tree.cosign_entry(ino).is_some()
+                    || st.entry_files.contains_key(&ino);
+                if !in_cosign {
+                    return Err(TreeError::ReadOnly);
+                }
+                if let Some(size) = size {
+                    if size != st.tree.attr(ino)?.size {
+                        return Err(st.denied(ino, "a committed file cannot change"));
+                    }
+                }
+            }
+            Node::StagedDir(_) | Node::Alias(_) | Node::Error(_) => {}
+        }
+        st.attr(ino, true)
+    }
+}
+
+fn copy_out(data: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    let start = (offset as usize).min(data.len());
+    let n = (data.len() - start).min(buf.len());
+    buf[..n].copy_from_slice(&data[start..start + n]);
+    n
+}
+
+impl State {
+    fn node(&self, ino: Ino) -> Result<Node<'_>, TreeError> {
+        if let Some(f) = self.staging.files.get(&ino) {
+            return Ok(Node::Staged(f));
+        }
+        if let Some(d) = self.staging.dirs.get(&ino) {
+            return Ok(Node::StagedDir(d));
+        }
+        if let Some(a) = self.staging.aliases.values().find(|a| a.ino == ino) {
+            return Ok(Node::Alias(a));
+        }
+        if let Some(text) = self.error_text(ino) {
+            return Ok(Node::Error(text));
+        }
+        if self.tree.contains(ino) {
+            return Ok(Node::Tree);
+        }
+        Err(TreeError::NoInode(ino))
+    }
+
+    fn error_text(&self, ino: Ino) -> Option<String> {
+        let state = self
+            .staging
+            .top
+            .values()
+            .find(|g| g.error_ino == ino)
+            .map(|g| &g.state)
+            .or_else(|| {
+                self.staging
+                    .dirs
+                    .values()
+                    .find(|d| d.error_ino == ino)
+                    .map(|d| &d.state)
+            })?;
+        match state {
+            GroupState::Failed(reason) => Some(format!("{reason}\n")),
+            _ => None,
+        }
+    }
+
+    fn group_of_error(&self, ino: Ino) -> Option<Group> {
+        if let Some((base, _)) = self.staging.top.iter().find(|(_, g)| g.error_ino == ino) {
+            return Some(Group::Top(base.clone()));
+        }
+        self.staging
+            .dirs
+            .iter()
+            .find(|(_, d)| d.error_ino == ino)
+            .map(|(&dir, _)| Group::Dir(dir))
+    }
+
+    fn attr(&self, ino: Ino, writable: bool) -> Result<Attr, TreeError> {
+        let file = |size: usize, perm: u16, mtime: i64| Attr {
+            ino,
+            kind: Kind::File,
+            size: size as u64,
+            blocks: (size as u64).div_ceil(512),
+            perm,
+            nlink: 1,
+            mtime,
+            crtime: mtime,
+        };
+        Ok(match self.node(ino)? {
+            Node::Tree => {
+                let mut a = self.tree.attr(ino)?;
+                let cosign_dir =
+                    Some(ino) == self.tree.cosign_dir() || self.tree.cosign_entry(ino).is_some();
+                if writable && cosign_dir {
+                    a.perm = WRITABLE_DIR_PERM;
+                }
+                a
+            }
+            Node::Staged(f) => file(f.data.len(), STAGED_FILE_PERM, f.mtime),
+            Node::Error(text) => file(text.len(), FILE_PERM, now()),
+            Node::StagedDir(d) => Attr {
+                ino,
+                kind: Kind::Dir,
+                size: 0,
+                blocks: 0,
+                perm: WRITABLE_DIR_PERM,
+                nlink: 2,
+                mtime: d.mtime,
+                crtime: d.mtime,
+            },
+            Node::Alias(a) => {
+                let target = self.alias_target(a)?;
+                Attr {
+                    ino,
+                    kind: Kind::Symlink,
+                    size: target.len() as u64,
+                    blocks: 0,
+                    perm: SYMLINK_PERM,
+                    nlink: 1,
+                    mtime: self.tree.attr(super::ROOT)?.mtime,
+                    crtime: self.tree.attr(super::ROOT)?.crtime,
+                }
+            }
+        })
+    }
+
+    /// The current entry (directory and description) of `id`.
+    fn resolve(&self, id: EntryId) -> Option<(Ino, &cosign::Entry)> {
+        self.tree
+            .cosign_entries()
+            .iter()
+            .rev()
+            .find(|(_, e)| EntryId::of(e) == id)
+            .map(|(dir, e)| (*dir, e))
+    }
+
+    fn alias_target(&self, alias: &Alias) -> Result<String, TreeError> {
+        let (_, entry) = self
+            .resolve(alias.entry)
+            .ok_or(TreeError::NoInode(alias.ino))?;
+        Ok(match alias.file {
+            Some(file) => format!("{}/{file}", entry.name),
+            None => entry.name.clone(),
+        })
+    }
+
+    /// The committed entry a directory shows: a tree entry directory, or a staged
+    /// directory that has committed.
+    fn committed_dir(&self, dir: Ino) -> Option<EntryId> {
+        if let Some(e) = self.tree.cosign_entry(dir) {
+            return Some(EntryId::of(e));
+        }
+        match self.staging.dirs.get(&dir).map(|d| &d.state) {
+            Some(GroupState::Committed(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn entries(&self, dir: Ino) -> Result<Vec<DirEntry>, TreeError> {
+        let mut out: Vec<DirEntry> = Vec::new();
+        let staged_in = |out: &mut Vec<DirEntry>, dir: Ino| {
+            for (&ino, f) in &self.staging.files {
+                if f.listed && f.parent == dir {
+                    out.push(DirEntry {
+                        name: f.name.clone(),
+                        ino,
+                        kind: Kind::File,
+                    });
+                }
+            }
+        };
+        match self.node(dir)? {
+            Node::StagedDir(d) => match d.state {
+                GroupState::Committed(id) => match self.resolve(id) {
+                    Some((entry_dir, _)) => out = self.visible_entry_files(entry_dir, id)?,
+                    None => {}
+                },
+                ref state => {
+                    staged_in(&mut out, dir);
+                    if matches!(state, GroupState::Failed(_)) {
+                        out.push(DirEntry {
+                            name: ERROR_FILE.into(),
+                            ino: d.error_ino,
+                            kind: Kind::File,
+                        });
+                    }
+                }
+            },
+            Node::Tree => {
+                if let Some(id) = self.tree.cosign_entry(dir).map(EntryId::of) {
+                    out = self.visible_entry_files(dir, id)?;
+                } else {
+                    out = self.tree.entries(dir)?.to_vec();
+                }
+                staged_in(&mut out, dir);
+                if Some(dir) == self.tree.cosign_dir() {
+                    self.staged_top_entries(&mut out);
+                }
+            }
+            _ => return Err(TreeError::NotDir(dir)),
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok(out)
+    }
+
+    fn visible_entry_files(&self, dir: Ino, id: EntryId) -> Result<Vec<DirEntry>, TreeError> {
+        let hidden = self.staging.hidden.get(&id);
+        Ok(self
+            .tree
+            .entries(dir)?
+            .iter()
+            .filter(|e| !hidden.is_some_and(|h| h.contains(&e.name)))
+            .cloned()
+            .collect())
+    }
+
+    /// What `/cosign` shows beyond the tree: staged directories, error files, aliases.
+    fn staged_top_entries(&self, out: &mut Vec<DirEntry>) {
+        for (&ino, d) in &self.staging.dirs {
+            if !matches!(d.state, GroupState::Committed(_)) {
+                out.push(DirEntry {
+                    name: d.name.clone(),
+                    ino,
+                    kind: Kind::Dir,
+                });
+            }
+        }
+        for (base, g) in &self.staging.top {
+            if matches!(g.state, GroupState::Failed(_)) {
+                out.push(DirEntry {
+                    name: format!("{base}.{ERROR_FILE}"),
+                    ino: g.error_ino,
+                    kind: Kind::File,
+                });
+            }
+        }
+        for (name, a) in &self.staging.aliases {
+            if self.resolve(a.entry).is_some() {
+                out.push(DirEntry {
+                    name: name.clone(),
+                    ino: a.ino,
+                    kind: Kind::Symlink,
+                });
+            }
+        }
+    }
+
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Ino, TreeError> {
+        let not_found = || TreeError::NotFound {
+            parent,
+            name: String::from_utf8_lossy(name).into_owned(),
+        };
+        // The common case, a path through the image's own tree, stays a binary search.
+        let tree_dir = matches!(self.node(parent)?, Node::Tree);
+        let special = Some(parent) == self.tree.cosign_dir()
+            || self.tree.cosign_entry(parent).is_some()
+            || self
+                .staging
+                .files
+                .values()
+                .any(|f| f.listed && f.parent == parent);
+        if tree_dir && !special {
+            return self.tree.lookup(parent, name).map(|a| a.ino);
+        }
+        let name = std::str::from_utf8(name).map_err(|_| not_found())?;
+        self.entries(parent)?
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.ino)
+            .ok_or_else(not_found)
+    }
+
+    /// The name for something new in `parent`, refused when taken.
+    fn new_name(&self, parent: Ino, name: &[u8]) -> Result<String, TreeError> {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        let name = std::str::from_utf8(name).map_err(|_| {
+            TreeError::Rejected(format!(
+                "{}/{shown}: names must be UTF-8",
+                self.path_of(parent)
+            ))
+        })?;
+        if self.lookup(parent, name.as_bytes()).is_ok() {
+            return Err(TreeError::Exists(format!(
+                "{}/{name}",
+                self.path_of(parent)
+            )));
+        }
+        Ok(name.to_string())
+    }
+
+    /// The group and role a new file named `name` in `parent` gets.
+    fn place_for_file(&self, parent: Ino, name: &str) -> Result<(Group, Role), TreeError> {
+        let rejected = |reason: String| {
+            TreeError::Rejected(format!("{}/{name}: {reason}", self.path_of(parent)))
+        };
+        if Some(parent) == self.tree.cosign_dir() {
+            let (base, role) = staging::top_level_role(name).map_err(rejected)?;
+            return Ok((Group::Top(base), role));
+        }
+        let role = || staging::entry_role(name).map_err(rejected);
+        match self.node(parent)? {
+            Node::StagedDir(_) => Ok((Group::Dir(parent), role()?)),
+            Node::Tree => match self.tree.cosign_entry(parent) {
+                Some(e) => Ok((Group::Entry(EntryId::of(e)), role()?)),
+                None => Err(TreeError::ReadOnly),
+            },
+            _ => Err(TreeError::NotDir(parent)),
+        }
+    }
+
+    /// A readable path for messages: `cosign/<name>` for what lives there.
+    fn path_of(&self, ino: Ino) -> String {
+        if Some(ino) == self.tree.cosign_dir() {
+            return "cosign".into();
+        }
+        if let Some(e) = self.tree.cosign_entry(ino) {
+            return format!("cosign/{}", e.name);
+        }
+        if let Some(d) = self.staging.dirs.get(&ino) {
+            return format!("cosign/{}", d.name);
+        }
+        if let Some(f) = self.staging.files.get(&ino) {
+            return format!("{}/{}", self.path_of(f.parent), f.name);
+        }
+        format!("inode {ino}")
+    }
+
+    fn denied(&self, ino: Ino, reason: &str) -> TreeError {
+        TreeError::Denied(format!("{}: {reason}", self.path_of(ino)))
+    }
+
+    fn too_large(&self, ino: Ino, max: u64) -> TreeError {
+        TreeError::TooLarge(format!(
+            "{}: over the size limit of {max} bytes for staged files (-o max_staged=)",
+            self.path_of(ino)
+        ))
+    }
+
+    fn add_handle(&mut self, handle: Handle) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.handles.insert(fh, handle);
+        fh
+    }
+
+    /// One handle of a staged file closed: an unlisted file is forgotten with its last.
+    fn closed(&mut self, ino: Ino) {
+        if let Some(f) = self.staging.files.get_mut(&ino) {
+            f.opens = f.opens.saturating_sub(1);
+            if !f.listed && f.opens == 0 {
+                self.staging.files.remove(&ino);
+            }
+        }
+    }
+
+    fn state_of(&self, group: &Group) -> GroupState {
+        match group {
+            Group::Top(base) => self
+                .staging
+                .top
+                .get(base)
+                .map_or(GroupState::Pending, |g| g.state.clone()),
+            Group::Dir(dir) => self
+                .staging
+                .dirs
+                .get(dir)
+                .map_or(GroupState::Pending, |d| d.state.clone()),
+            Group::Entry(id) => GroupState::Committed(*id),
+        }
+    }
+
+    fn set_state(&mut self, group: &Group, state: GroupState) {
+        match group {
+            Group::Top(base) => {
+                if let Some(g) = self.staging.top.get_mut(base) {
+                    g.state = state;
+                }
+            }
+            Group::Dir(dir) => {
+                if let Some(d) = self.staging.dirs.get_mut(dir) {
+                    d.state = state;
+                }
+            }
+            Group::Entry(_) => {}
+        }
+    }
+
+    /// A top-level group with no files and nothing committed has nothing left to say.
+    fn forget_group_if_empty(&mut self, group: &Group) {
+        let Group::Top(base) = group else { return };
+        let has_files = self
+            .staging
+            .files
+            .values()
+            .any(|f| f.listed && &f.group == group);
+        let committed = matches!(
+            self.staging.top.get(base).map(|g| &g.state),
+            Some(GroupState::Committed(_))
+        );
+        if !has_files && !committed {
+            self.staging.top.remove(base);
+        }
+    }
+
+    /// The files of `group` that have been closed, as a drop.
+    fn gather(&self, group: &Group) -> (DropFiles, bool) {
+        let mut drop = DropFiles::default();
+        let mut payload_complete = false;
+        for f in self.staging.files.values() {
+            if f.listed && f.complete && &f.group == group {
+                if f.role == Role::Payload {
+                    payload_complete = true;
+                }
+                f.role.fill(&mut drop, f.data.clone());
+            }
+        }
+        (drop, payload_complete)
+    }
+
+    fn flush_staged(
+        &mut self,
+        ino: Ino,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<(), TreeError> {
+        let Some(f) = self.staging.files.get_mut(&ino) else {
+            return Ok(());
+        };
+        f.complete = true;
+        if !f.listed {
+            return Ok(());
+        }
+        let (group, role, data) = (f.group.clone(), f.role, f.data.clone());
+        let shown = self.path_of(ino);
+        match self.state_of(&group) {
+            GroupState::Committed(id) => {
+                let result = self.merge(id, role, data, path, options);
+                // Merged or refused, the file has said what it had to: the entry (and
+                // an alias to its file) is what remains.
+                let f = self.staging.files.get_mut(&ino).expect("still staged");
+                f.listed = false;
+                if result.is_ok() {
+                    if let Group::Top(_) = group {
+                        let name = f.name.clone();
+                        self.add_alias(name, id, role.entry_file());
+                    }
+                }
+                result
+            }
+            GroupState::Pending | GroupState::Failed(_) => {
+                self.evaluate(&group, &shown, path, options)
+            }
+        }
+    }
+
+    /// Commits `group` if it is complete; records and returns why not if it is wrong.
+    fn evaluate(
+        &mut self,
+        group: &Group,
+        shown: &str,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<(), TreeError> {
+        let (drop, payload_complete) = self.gather(group);
+        let fail = |st: &mut State, e: &AttachError| {
+            let reason = format!("{shown}: {e}");
+            st.set_state(group, GroupState::Failed(e.to_string()));
+            attach_errno(e, reason)
+        };
+        if let Err(e) = cosign::drop_annotations(&drop) {
+            return Err(fail(self, &e));
+        }
+        if !payload_complete {
+            self.set_state(group, GroupState::Pending);
+            return Ok(());
+        }
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        let attachment = match cosign::prepare(writer, &drop) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                self.set_state(group, GroupState::Pending);
+                return Ok(());
+            }
+            Err(e) => return Err(fail(self, &e)),
+        };
+        let outcome = cosign::attach(writer, &attachment);
+        let id = EntryId {
+            kind: attachment.kind,
+            target: attachment.target,
+            payload: attachment.layer.digest,
+        };
+        match outcome {
+            Ok(AttachOutcome::Unchanged) => {}
+            Ok(AttachOutcome::Attached) => self.committed_to_image(path, options)?,
+            Err(e) => {
+                self.reopen_writer(path);
+                return Err(fail(self, &e));
+            }
+        }
+        log::info!(
+            "{shown}: attached {} {} to {}",
+            attachment.kind.short_name(),
+            attachment.layer.digest,
+            attachment.target
+        );
+        self.commit(group, id);
+        Ok(())
+    }
+
+    /// The staged files of `group` have become entry `id`.
+    fn commit(&mut self, group: &Group, id: EntryId) {
+        let mut aliases = Vec::new();
+        for f in self.staging.files.values_mut() {
+            if f.listed && &f.group == group {
+                f.listed = false;
+                if let Group::Top(_) = group {
+                    aliases.push((f.name.clone(), f.role.entry_file()));
+                }
+            }
+        }
+        let unused: Vec<Ino> = self
+            .staging
+            .files
+            .iter()
+            .filter(|(_, f)| !f.listed && f.opens == 0)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for ino in unused {
+            self.staging.files.remove(&ino);
+        }
+        for (name, file) in aliases {
+            self.add_alias(name, id, file);
+        }
+        if let Group::Dir(dir) = group {
+            let name = self.staging.dirs.get(dir).map(|d| d.name.clone());
+            let canonical = self.resolve(id).map(|(_, e)| e.name.clone());
+            if let (Some(name), Some(canonical)) = (name, canonical) {
+                if name != canonical {
+                    self.add_alias(name, id, None);
+                }
+            }
+        }
+        self.set_state(group, GroupState::Committed(id));
+    }
+
+    fn add_alias(&mut self, name: String, entry: EntryId, file: Option<&'static str>) {
+        if self.tree.cosign_entry_named(&name).is_some() {
+            return;
+        }
+        let ino = match self.staging.aliases.get(&name) {
+            Some(a) if a.entry == entry && a.file == file => return,
+            _ => self.table.fresh(),
+        };
+        self.staging
+            .aliases
+            .insert(name, Alias { ino, entry, file });
+    }
+
+    /// Compares (payload) or merges (annotation files) what was written to a committed
+    /// entry's file.
+    fn merge(
+        &mut self,
+        id: EntryId,
+        role: Role,
+        data: Vec<u8>,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<(), TreeError> {
+        let Some((dir, entry)) = self.resolve(id) else {
+            return Err(TreeError::Denied(format!(
+                "cosign: {}",
+                format!(
+                    "the {} entry for payload {} is no longer in the image",
+                    id.kind.short_name(),
+                    id.payload
+                )
+            )));
+        };
+        let shown = format!("cosign/{}", entry.name);
+        match role {
+            Role::Derived => Ok(()),
+            Role::Payload => {
+                if Digest::of(&data) == entry.layer.digest {
+                    Ok(())
+                } else {
+                    Err(self.denied(dir, "the payload of a committed entry cannot change"))
+                }
+            }
+            _ => {
+                let mut drop = DropFiles::default();
+                role.fill(&mut drop, data);
+                let extra = cosign::drop_annotations(&drop)
+                    .map_err(|e| attach_errno(&e, format!("{shown}: {e}")))?;
+                let current = entry.annotations();
+                if extra.iter().all(|(k, v)| current.get(k) == Some(v)) {
+                    return Ok(());
+                }
+                let Origin::Tag(ref_name) = &entry.origin else {
+                    return Err(self.denied(
+                        dir,
+                        "only entries stored as _cosign: images can take new annotations",
+                    ));
+                };
+                let (ref_name, layer_index, digest) =
+                    (ref_name.clone(), entry.layer_index, entry.layer.digest);
+                let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+                match cosign::amend(writer, &ref_name, layer_index, &digest, &extra) {
+                    Ok(AttachOutcome::Unchanged) => Ok(()),
+                    Ok(AttachOutcome::Attached) => {
+                        log::info!("{shown}: annotations {:?} added", extra.keys());
+                        self.committed_to_image(path, options)
+                    }
+                    Err(e) => {
+                        self.reopen_writer(path);
+                        Err(attach_errno(&e, format!("{shown}: {e}")))
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_entry(
+        &mut self,
+        id: EntryId,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<(), TreeError> {
+        let Some((dir, entry)) = self.resolve(id) else {
+            return Err(TreeError::NoInode(0));
+        };
+        let shown = format!("cosign/{}", entry.name);
+        let Origin::Tag(ref_name) = &entry.origin else {
+            return Err(self.denied(dir, "only entries stored as _cosign: images can be removed"));
+        };
+        let (ref_name, layer_index, digest) =
+            (ref_name.clone(), entry.layer_index, entry.layer.digest);
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
+            self.reopen_writer(path);
+            return Err(attach_errno(&e, format!("{shown}: {e}")));
+        }
+        log::info!("{shown}: removed ({ref_name} layer {layer_index})");
+        self.staging.hidden.remove(&id);
+        self.committed_to_image(path, options)?;
+        // Names that stood for the removed entry go with it.
+        let gone: Vec<String> = self
+            .staging
+            .aliases
+            .iter()
+            .filter(|(_, a)| self.resolve(a.entry).is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.staging.aliases.remove(&name);
+        }
+        self.staging
+            .top
+            .retain(|_, g| !matches!(g.state, GroupState::Committed(e) if e == id));
+        Ok(())
+    }
+
+    /// After the image changed: make it durable, then show it.
+    fn committed_to_image(
+        &mut self,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<(), TreeError> {
+        if let Some(w) = &self.writer {
+            w.sif()
+                .sync()
+                .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
+        }
+        let (mut tree, report) = Tree::open_with(path, &options.tree)?;
+        for w in &report.warnings {
+            log::warn!("{w}");
+        }
+        tree.renumber(&mut self.table);
+        self.tree = tree;
+        self.index_entry_files();
+        Ok(())
+    }
+
+    /// A failed update may leave the writer's view behind the file (the library checks
+    /// before it writes, but a disk error can strike half-way): read it afresh.
+    fn reopen_writer(&mut self, path: &Path) {
+        match OciSif::open(path, OpenMode::ReadWrite) {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => {
+                log::error!(
+                    "{}: cannot reopen the image after a failed update: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    fn index_entry_files(&mut self) {
+        self.entry_files.clear();
+        for (dir, entry) in self.tree.cosign_entries() {
+            let id = EntryId::of(entry);
+            let Ok(files) = self.tree.entries(*dir) else {
+                continue;
+            };
+            for f in files {
+                if let Ok(role) = staging::entry_role(&f.name) {
+                    if f.kind == Kind::File {
+                        self.entry_files.insert(f.ino, (id, role));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tree error (and so the errno) for a refused attach.
+fn attach_errno(e: &AttachError, message: String) -> TreeError {
+    match e {
+        AttachError::Invalid { .. } => TreeError::Rejected(message),
+        AttachError::Conflict { .. } | AttachError::NotFound { .. } => TreeError::Denied(message),
+        AttachError::Full { .. } => TreeError::NoSpace(message),
+        AttachError::Oci(_) => TreeError::Update(message),
+    }
+}

@@ -218,9 +218,12 @@ fn mount(
 
 /// Whether the image can be opened for writing: an OCI-SIF file we may write to. A
 /// read-only file, file system or native SIF is mounted read-only, with a note, because
-/// mount(8) passes `rw` to every helper that is not told `ro`.
+/// mount(8) passes `rw` to every helper that is not told `ro`. A file with no write bit
+/// counts as read-only even for root, who could open it anyway: someone made it so.
 fn image_is_writable(image: &Path) -> bool {
-    let writable = std::fs::OpenOptions::new().write(true).open(image).is_ok();
+    use std::os::unix::fs::PermissionsExt;
+    let has_write_bit = std::fs::metadata(image).is_ok_and(|m| m.permissions().mode() & 0o222 != 0);
+    let writable = has_write_bit && std::fs::OpenOptions::new().write(true).open(image).is_ok();
     if !writable {
         log::info!("{}: not writable: mounting read-only", image.display());
         return false;

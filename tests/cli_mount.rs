@@ -382,7 +382,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
     assert!(flags.split(',').any(|f| f == "noexec"), "{line}");
     assert!(
         flags.split(',').any(|f| f == "ro"),
-        "read-only even with rw: {line}"
+        "read-only even with rw (the image has no write bit): {line}"
     );
 
     let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);

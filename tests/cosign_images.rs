@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{assert_bytes_eq, testdata, upstream};
+use sifmount::cosign::{attach_with_style, prepare, AttachOutcome, DropFiles, EntryKind};
 use sifmount::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
-use sifmount::oci::{
-    BlobSource, Descriptor, EntryStyle, Index, LayoutDir, Manifest, MemBlobs, OciSif,
-};
+use sifmount::oci::{BlobSource, Descriptor, EntryStyle, Index, LayoutDir, Manifest, OciSif};
 use sifmount::sif::{Digest, MemStorage, OpenMode, SifImage};
 
 /// Rebuilds every `_cosign:` image of a real cosign layout from its payloads and
@@ -69,53 +68,27 @@ fn synthetic_two_layer_signature_image_rebuilds_exactly() {
     assert_eq!(rebuild_cosign_images("synth-append-second-signature"), 2);
 }
 
-/// One `singularity sign --cosign` step done with the library: append the signature
-/// layer to the target's `.sig` image (or start one), replace its root-index entry, and
-/// run the update algorithm.
+/// One `singularity sign --cosign` step done with the library, from what a user would
+/// copy out of the signed file: the payload and the layer annotations as JSON.
 fn sign_step(
     image: &mut OciSif,
     payload: &[u8],
     annotations: &BTreeMap<String, String>,
     style: EntryStyle,
 ) {
-    let root = image.root_index().unwrap();
-    let target = root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name().is_none())
-        .expect("an unnamed image entry")
-        .digest;
-    let ref_name = format!("_cosign:sha256-{}.sig", target.hex());
-    let mut layers = match root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name() == Some(&ref_name))
-    {
-        Some(e) => {
-            Manifest::parse(&image.read_blob(&e.digest).unwrap())
-                .unwrap()
-                .layers
-        }
-        None => Vec::new(),
+    let drop = DropFiles {
+        payload: Some(payload.to_vec()),
+        annotations: Some(serde_json::to_vec(annotations).unwrap()),
+        ..DropFiles::default()
     };
-    let mut layer = Descriptor::of("application/vnd.dev.cosign.simplesigning.v1+json", payload);
-    layer.annotations = Some(annotations.clone());
-    layers.push(layer);
-
-    let mut blobs = MemBlobs::new();
-    blobs.insert(payload.to_vec());
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
-    let config = config_for_layers(&diff_ids);
-    blobs.insert(config.clone());
-    let manifest = manifest_for_layers(&config, layers, MediaTypes::Oci);
-    let manifest_bytes = manifest.to_go_json();
-    blobs.insert(manifest_bytes.clone());
-
-    let mut index = root;
-    index.replace_named(&ref_name, &manifest_bytes, &manifest, style);
-    image
-        .update_root_index(&index.to_go_json(), &blobs)
-        .unwrap();
+    let attachment = prepare(image, &drop)
+        .unwrap()
+        .expect("payload and signature annotation make a complete drop");
+    assert_eq!(attachment.kind, EntryKind::Signature);
+    assert_eq!(
+        attach_with_style(image, &attachment, style).unwrap(),
+        AttachOutcome::Attached
+    );
 }
 
 /// The newest signature layer of the signed file: payload and annotations.

@@ -800,10 +800,11 @@ impl State {
         };
         match self.node(dir)? {
             Node::StagedDir(d) => match d.state {
-                GroupState::Committed(id) => match self.resolve(id) {
-                    Some((entry_dir, _)) => out = self.visible_entry_files(entry_dir, id)?,
-                    None => {}
-                },
+                GroupState::Committed(id) => {
+                    if let Some((entry_dir, _)) = self.resolve(id) {
+                        out = self.visible_entry_files(entry_dir, id)?;
+                    }
+                }
                 ref state => {
                     staged_in(&mut out, dir);
                     if matches!(state, GroupState::Failed(_)) {
@@ -1094,7 +1095,7 @@ impl State {
         let (drop, payload_complete) = self.gather(group);
         let fail = |st: &mut State, e: &AttachError| {
             let reason = format!("{shown}: {e}");
-            st.set_state(group, GroupState::Failed(e.to_string()));
+            st.set_state(group, GroupState::Failed(reason.clone()));
             attach_errno(e, reason)
         };
         if let Err(e) = cosign::drop_annotations(&drop) {
@@ -1198,12 +1199,9 @@ impl State {
     ) -> Result<(), TreeError> {
         let Some((dir, entry)) = self.resolve(id) else {
             return Err(TreeError::Denied(format!(
-                "cosign: {}",
-                format!(
-                    "the {} entry for payload {} is no longer in the image",
-                    id.kind.short_name(),
-                    id.payload
-                )
+                "cosign: the {} entry for payload {} is no longer in the image",
+                id.kind.short_name(),
+                id.payload
             )));
         };
         let shown = format!("cosign/{}", entry.name);

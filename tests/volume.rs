@@ -1,0 +1,373 @@
+//! The drop protocol of `/cosign` without a kernel (DESIGN.md §3): the calls the mount
+//! makes for `cp`, `cp -r` and `rm -r`, made straight on a [`Volume`], with the image
+//! checked byte for byte against the upstream files afterwards.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::{assert_bytes_eq, upstream};
+use sifmount::cosign::SIGNATURE_ANNOTATION;
+use sifmount::oci::{Manifest, OciSif};
+use sifmount::sif::OpenMode;
+use sifmount::tree::{Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
+
+/// A writable copy of an upstream file in a temporary directory.
+fn writable_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.oci.sif");
+    std::fs::copy(upstream(rel), &path).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    (dir, path)
+}
+
+fn open(path: &Path, writable: bool) -> Volume {
+    Volume::open(
+        path,
+        VolumeOptions {
+            writable,
+            max_staged_size: 64 << 10,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .0
+}
+
+fn resolve(v: &Volume, path: &str) -> Result<Ino, TreeError> {
+    let mut ino = ROOT;
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        ino = v.lookup(ino, part.as_bytes())?.ino;
+    }
+    Ok(ino)
+}
+
+fn names(v: &Volume, path: &str) -> Vec<String> {
+    let dir = resolve(v, path).unwrap();
+    v.entries(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+fn read_all(v: &Volume, path: &str) -> Vec<u8> {
+    let ino = resolve(v, path).unwrap();
+    let size = v.attr(ino).unwrap().size as usize;
+    let mut buf = vec![0; size];
+    let n = v.read_at(ino, 0, 0, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// What `cp SRC DIR/NAME` does for a new file: create, write, close (flush, release).
+fn cp_new(v: &Volume, dir: &str, name: &str, bytes: &[u8]) -> Result<(), TreeError> {
+    let parent = resolve(v, dir).unwrap();
+    let (attr, fh) = v.create(parent, name.as_bytes())?;
+    for (i, chunk) in bytes.chunks(4096).enumerate() {
+        v.write_at(attr.ino, fh, (i * 4096) as u64, chunk)?;
+    }
+    let result = v.flush(attr.ino, fh);
+    v.release(attr.ino, fh);
+    result
+}
+
+/// What `cp SRC DIR/NAME` does: a lookup, then open the file that is there or create one.
+fn cp(v: &Volume, dir: &str, name: &str, bytes: &[u8]) -> Result<(), TreeError> {
+    match resolve(v, &format!("{dir}/{name}")) {
+        Ok(_) => cp_over(v, &format!("{dir}/{name}"), bytes),
+        Err(_) => cp_new(v, dir, name, bytes),
+    }
+}
+
+/// What `cp SRC PATH` does for an existing file: open with O_TRUNC, write, close.
+fn cp_over(v: &Volume, path: &str, bytes: &[u8]) -> Result<(), TreeError> {
+    let ino = resolve(v, path).unwrap();
+    let opened = v.open_file(ino, true, true)?;
+    v.write_at(ino, opened.fh, 0, bytes)?;
+    let result = v.flush(ino, opened.fh);
+    v.release(ino, opened.fh);
+    result
+}
+
+/// The newest signature layer of an upstream signed file: payload and signature text.
+fn last_signature(rel: &str) -> (Vec<u8>, String) {
+    let signed = OciSif::open(upstream(rel), OpenMode::ReadOnly).unwrap();
+    let root = signed.root_index().unwrap();
+    let sig = root
+        .entries()
+        .iter()
+        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
+        .unwrap();
+    let m = Manifest::parse(&signed.read_blob(&sig.digest).unwrap()).unwrap();
+    let last = m.layers.last().unwrap();
+    let annotations: &BTreeMap<String, String> = last.annotations.as_ref().unwrap();
+    (
+        signed.read_blob(&last.digest).unwrap(),
+        annotations[SIGNATURE_ANNOTATION].clone(),
+    )
+}
+
+fn target13_of(v: &Volume) -> String {
+    names(v, "cosign")
+        .into_iter()
+        .find(|n| n.starts_with("sig-"))
+        .map(|n| n[4..17].to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn payload_then_signature_commits_at_the_second_close_byte_for_byte() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+
+    cp_new(&v, "cosign", "p.json", &payload).unwrap();
+    assert_eq!(names(&v, "cosign"), ["p.json"], "pending until signed");
+    assert_eq!(read_all(&v, "cosign/p.json"), payload);
+    cp_new(&v, "cosign", "p.json.sig", format!("{sig}\n").as_bytes()).unwrap();
+
+    let listing = names(&v, "cosign");
+    let entry = listing
+        .iter()
+        .find(|n| n.starts_with("sig-"))
+        .unwrap()
+        .clone();
+    assert_eq!(listing.len(), 3, "{listing:?}");
+    assert!(listing.contains(&"p.json".to_string()) && listing.contains(&"p.json.sig".to_string()));
+    let alias = resolve(&v, "cosign/p.json").unwrap();
+    assert_eq!(v.attr(alias).unwrap().kind, Kind::Symlink);
+    assert_eq!(v.readlink(alias).unwrap(), format!("{entry}/payload"));
+    assert_eq!(
+        read_all(&v, &format!("cosign/{entry}/signature")),
+        sig.as_bytes()
+    );
+    drop(v);
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap(),
+        "after the attach",
+    );
+}
+
+#[test]
+fn signature_first_and_a_second_signature_give_signed2() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    for (i, step) in ["signed1", "signed2"].into_iter().enumerate() {
+        let (payload, sig) = last_signature(&format!("generated/squashfs-image.{step}.oci.sif"));
+        let name = format!("s{i}");
+        cp_new(&v, "cosign", &format!("{name}.sig"), sig.as_bytes()).unwrap();
+        cp_new(&v, "cosign", &name, &payload).unwrap();
+    }
+    let t = target13_of(&v);
+    assert_eq!(t.len(), 13);
+    let entries: Vec<String> = names(&v, "cosign")
+        .into_iter()
+        .filter(|n| n.starts_with("sig-"))
+        .collect();
+    assert_eq!(entries, [format!("sig-{t}-1"), format!("sig-{t}-2")]);
+    drop(v);
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed2.oci.sif")).unwrap(),
+        "after two attaches",
+    );
+}
+
+#[test]
+fn unchanged_inodes_keep_their_numbers_and_changed_files_get_new_ones() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let blobs_before: Vec<(String, Ino)> = v
+        .entries(resolve(&v, "blobs/sha256").unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.ino))
+        .collect();
+    let index_before = resolve(&v, "index.json").unwrap();
+    let old_index = read_all(&v, "index.json");
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    cp_new(&v, "cosign", "p", &payload).unwrap();
+    cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap();
+
+    let index_after = resolve(&v, "index.json").unwrap();
+    assert_ne!(
+        index_before, index_after,
+        "the root index changed: a new inode"
+    );
+    assert!(
+        v.attr(index_before).is_err(),
+        "the old root index inode is gone"
+    );
+    assert_ne!(read_all(&v, "index.json"), old_index);
+    let blobs_after = v.entries(resolve(&v, "blobs/sha256").unwrap()).unwrap();
+    for (name, ino) in &blobs_before {
+        if let Some(e) = blobs_after.iter().find(|e| &e.name == name) {
+            assert_eq!(e.ino, *ino, "blob {name} kept its inode");
+        }
+    }
+    assert_eq!(
+        blobs_after.len(),
+        blobs_before.len() + 3,
+        "payload, config, manifest"
+    );
+    assert_eq!(resolve(&v, "").unwrap(), ROOT);
+}
+
+#[test]
+fn a_refused_drop_stays_visible_with_its_reason_and_can_be_fixed() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let before = std::fs::read(&path).unwrap();
+    let v = open(&path, true);
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    cp_new(&v, "cosign", "p", &payload).unwrap();
+    let e = cp_new(&v, "cosign", "p.sig", b"not base64!!").unwrap_err();
+    assert!(matches!(e, TreeError::Rejected(_)), "{e:?}");
+    assert_eq!(names(&v, "cosign"), ["p", "p.error", "p.sig"]);
+    let reason = String::from_utf8(read_all(&v, "cosign/p.error")).unwrap();
+    assert!(
+        reason.contains("cosign/p.sig") && reason.contains("base64"),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing committed");
+
+    // Rewriting the bad file with a good signature commits the entry.
+    cp_over(&v, "cosign/p.sig", sig.as_bytes()).unwrap();
+    let listing = names(&v, "cosign");
+    assert!(listing.iter().any(|n| n.starts_with("sig-")), "{listing:?}");
+    assert!(!listing.contains(&"p.error".to_string()), "{listing:?}");
+}
+
+#[test]
+fn oversized_files_fail_at_the_write() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let e = cp_new(&v, "cosign", "big", &vec![b'{'; 70 << 10]).unwrap_err();
+    assert!(matches!(e, TreeError::TooLarge(_)), "{e:?}");
+    assert!(e.to_string().contains("cosign/big"), "{e}");
+}
+
+#[test]
+fn copying_an_entry_directory_in_any_file_order_commits_once() {
+    // The source entry, as a mount of the signed file shows it.
+    let src = open(&upstream("generated/squashfs-image.signed1.oci.sif"), false);
+    let entry = names(&src, "cosign")
+        .into_iter()
+        .find(|n| n.starts_with("sig-"))
+        .unwrap();
+    let files: Vec<(String, Vec<u8>)> = names(&src, &format!("cosign/{entry}"))
+        .into_iter()
+        .map(|f| {
+            let bytes = read_all(&src, &format!("cosign/{entry}/{f}"));
+            (f, bytes)
+        })
+        .collect();
+    for reversed in [false, true] {
+        let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+        let v = open(&path, true);
+        let dir = resolve(&v, "cosign").unwrap();
+        v.mkdir(dir, entry.as_bytes()).unwrap();
+        let mut order = files.clone();
+        if reversed {
+            order.reverse();
+        }
+        for (name, bytes) in &order {
+            cp(&v, &format!("cosign/{entry}"), name, bytes)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert_eq!(
+            names(&v, "cosign"),
+            [entry.clone()],
+            "the copy is the canonical entry"
+        );
+        drop(v);
+        assert_bytes_eq(
+            &std::fs::read(&path).unwrap(),
+            &std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap(),
+            &format!("cp -r (reversed: {reversed})"),
+        );
+    }
+}
+
+#[test]
+fn removing_an_entry_takes_unlinks_then_rmdir() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.signed2.oci.sif");
+    let v = open(&path, true);
+    let t = target13_of(&v);
+    let entry = format!("sig-{t}-2");
+    let cosign = resolve(&v, "cosign").unwrap();
+    let dir = resolve(&v, &format!("cosign/{entry}")).unwrap();
+    let e = v.rmdir(cosign, entry.as_bytes()).unwrap_err();
+    assert!(matches!(e, TreeError::NotEmpty(_)), "{e:?}");
+    for f in names(&v, &format!("cosign/{entry}")) {
+        v.unlink(dir, f.as_bytes()).unwrap();
+    }
+    assert!(names(&v, &format!("cosign/{entry}")).is_empty());
+    v.rmdir(cosign, entry.as_bytes()).unwrap();
+    assert_eq!(names(&v, "cosign"), [format!("sig-{t}-1")]);
+    drop(v);
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap(),
+        "after rm -r of the second signature",
+    );
+}
+
+#[test]
+fn committed_files_accept_their_own_bytes_and_refuse_others() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.signed1.oci.sif");
+    let v = open(&path, true);
+    let t = target13_of(&v);
+    let entry = format!("cosign/sig-{t}-1");
+    let payload = read_all(&v, &format!("{entry}/payload"));
+    cp_over(&v, &format!("{entry}/payload"), &payload).unwrap();
+    let e = cp_over(&v, &format!("{entry}/payload"), b"{}").unwrap_err();
+    assert!(matches!(e, TreeError::Denied(_)), "{e:?}");
+    let e = cp_over(&v, &format!("{entry}/signature"), b"MEUCIQ==").unwrap_err();
+    assert!(matches!(e, TreeError::Denied(_)), "{e:?}");
+    drop(v);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap()
+    );
+}
+
+#[test]
+fn read_only_volumes_refuse_every_change() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.signed1.oci.sif");
+    let v = open(&path, false);
+    let cosign = resolve(&v, "cosign").unwrap();
+    assert!(matches!(v.create(cosign, b"x"), Err(TreeError::ReadOnly)));
+    assert!(matches!(v.mkdir(cosign, b"d"), Err(TreeError::ReadOnly)));
+    let entry = names(&v, "cosign")[0].clone();
+    assert!(matches!(
+        v.rmdir(cosign, entry.as_bytes()),
+        Err(TreeError::ReadOnly)
+    ));
+    let payload = resolve(&v, &format!("cosign/{entry}/payload")).unwrap();
+    assert!(matches!(
+        v.open_file(payload, true, false),
+        Err(TreeError::ReadOnly)
+    ));
+}
+
+#[test]
+fn writes_outside_cosign_are_read_only_even_when_writable() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    assert!(matches!(v.create(ROOT, b"x"), Err(TreeError::ReadOnly)));
+    assert!(matches!(v.mkdir(ROOT, b"x"), Err(TreeError::ReadOnly)));
+    let index = resolve(&v, "index.json").unwrap();
+    assert!(matches!(
+        v.open_file(index, true, true),
+        Err(TreeError::ReadOnly)
+    ));
+    assert!(matches!(
+        v.unlink(ROOT, b"index.json"),
+        Err(TreeError::ReadOnly)
+    ));
+}

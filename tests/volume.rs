@@ -281,7 +281,7 @@ fn copying_an_entry_directory_in_any_file_order_commits_once() {
         }
         assert_eq!(
             names(&v, "cosign"),
-            [entry.clone()],
+            std::slice::from_ref(&entry),
             "the copy is the canonical entry"
         );
         drop(v);

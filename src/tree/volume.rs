@@ -211,8 +211,10 @@ impl Volume {
             entry_files: HashMap::new(),
         };
         state.index_entry_files();
+        // Rebuilds reopen the image by name, after a daemon has changed to `/`.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let volume = Volume {
-            path: path.to_path_buf(),
+            path,
             options,
             state: RwLock::new(state),
         };

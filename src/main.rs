@@ -223,7 +223,13 @@ fn mount(
 fn image_is_writable(image: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let has_write_bit = std::fs::metadata(image).is_ok_and(|m| m.permissions().mode() & 0o222 != 0);
-    let writable = has_write_bit && std::fs::OpenOptions::new().write(true).open(image).is_ok();
+    // access(2), not a trial open: an image mounted read-only is never opened for writing.
+    let writable = has_write_bit && {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(image.as_os_str().as_bytes())
+            // SAFETY: a valid NUL-terminated path; access has no other preconditions.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
     if !writable {
         log::info!("{}: not writable: mounting read-only", image.display());
         return false;

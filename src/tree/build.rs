@@ -70,7 +70,7 @@ pub(super) fn build(
         .file_len()
         .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
     let nodes = b.finish();
-    let tree = Tree {
+    let mut tree = Tree {
         path: path.to_path_buf(),
         nodes,
         sif,
@@ -78,7 +78,9 @@ pub(super) fn build(
         slots: None,
         cosign_dir: b.cosign_dir,
         cosign_entries: std::mem::take(&mut b.cosign_entries),
+        cosign_by_dir: HashMap::new(),
     };
+    tree.index_cosign_entries();
     Ok((tree, b.report))
 }
 

@@ -73,6 +73,7 @@ impl Tree {
         for (dir, _) in &mut self.cosign_entries {
             *dir = new(*dir);
         }
+        self.index_cosign_entries();
         self.slots = Some(
             old_to_new
                 .iter()

@@ -204,6 +204,9 @@ pub struct Tree {
     cosign_dir: Option<Ino>,
     /// Each `/cosign/<entry>/` directory and the entry it shows.
     cosign_entries: Vec<(Ino, cosign::Entry)>,
+    /// Where each entry directory is in `cosign_entries`: asked on every `stat` of a
+    /// read-write mount.
+    cosign_by_dir: HashMap<Ino, usize>,
 }
 
 impl std::fmt::Debug for Tree {
@@ -265,10 +268,18 @@ impl Tree {
 
     /// The entry whose directory is `ino`.
     pub fn cosign_entry(&self, ino: Ino) -> Option<&cosign::Entry> {
-        self.cosign_entries
+        self.cosign_by_dir
+            .get(&ino)
+            .map(|&i| &self.cosign_entries[i].1)
+    }
+
+    fn index_cosign_entries(&mut self) {
+        self.cosign_by_dir = self
+            .cosign_entries
             .iter()
-            .find(|(dir, _)| *dir == ino)
-            .map(|(_, e)| e)
+            .enumerate()
+            .map(|(i, (dir, _))| (*dir, i))
+            .collect();
     }
 
     /// The directory of the entry named `name`.

@@ -883,17 +883,25 @@ impl State {
             parent,
             name: String::from_utf8_lossy(name).into_owned(),
         };
-        // The common case, a path through the image's own tree, stays a binary search.
-        let tree_dir = matches!(self.node(parent)?, Node::Tree);
-        let special = Some(parent) == self.tree.cosign_dir()
-            || self.tree.cosign_entry(parent).is_some()
-            || self
-                .staging
-                .files
-                .values()
-                .any(|f| f.listed && f.parent == parent);
-        if tree_dir && !special {
-            return self.tree.lookup(parent, name).map(|a| a.ino);
+        // Names of the image's own tree are binary searches; only what the tree does not
+        // have (staged files, aliases, error files) or hides needs the merged listing.
+        if let Node::Tree = self.node(parent)? {
+            if let Ok(a) = self.tree.lookup(parent, name) {
+                let hidden = self.tree.cosign_entry(parent).is_some_and(|e| {
+                    self.staging
+                        .hidden
+                        .get(&EntryId::of(e))
+                        .is_some_and(|h| h.iter().any(|n| n.as_bytes() == name))
+                });
+                if !hidden {
+                    return Ok(a.ino);
+                }
+            }
+            let special = Some(parent) == self.tree.cosign_dir()
+                || self.tree.cosign_entry(parent).is_some();
+            if !special {
+                return Err(not_found());
+            }
         }
         let name = std::str::from_utf8(name).map_err(|_| not_found())?;
         self.entries(parent)?

@@ -897,8 +897,8 @@ impl State {
                     return Ok(a.ino);
                 }
             }
-            let special = Some(parent) == self.tree.cosign_dir()
-                || self.tree.cosign_entry(parent).is_some();
+            let special =
+                Some(parent) == self.tree.cosign_dir() || self.tree.cosign_entry(parent).is_some();
             if !special {
                 return Err(not_found());
             }

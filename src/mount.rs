@@ -449,9 +449,8 @@ impl fuser::Filesystem for SifFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        // Whether a change is allowed is decided by the change itself (only /cosign of a
-        // read-write mount takes any); access(2) can only say no for a read-only mount.
-        if mask.contains(AccessFlags::W_OK) && !self.volume.writable() {
+        // Only /cosign of a read-write mount takes changes.
+        if mask.contains(AccessFlags::W_OK) && !self.volume.may_write(ino.0) {
             return reply.error(Errno::EROFS);
         }
         match self.volume.attr(ino.0) {

@@ -371,3 +371,55 @@ fn writes_outside_cosign_are_read_only_even_when_writable() {
         Err(TreeError::ReadOnly)
     ));
 }
+
+#[test]
+fn names_of_a_committed_drop_can_be_reused_once_removed() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let cosign = resolve(&v, "cosign").unwrap();
+    for step in ["signed1", "signed2"] {
+        let (payload, sig) = last_signature(&format!("generated/squashfs-image.{step}.oci.sif"));
+        cp_new(&v, "cosign", "p", &payload).unwrap();
+        cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap();
+        // `rm p p.sig`: the names go, the signature stays.
+        v.unlink(cosign, b"p").unwrap();
+        v.unlink(cosign, b"p.sig").unwrap();
+    }
+    let t = target13_of(&v);
+    assert_eq!(
+        names(&v, "cosign"),
+        [format!("sig-{t}-1"), format!("sig-{t}-2")]
+    );
+    drop(v);
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed2.oci.sif")).unwrap(),
+        "two drops under the same names",
+    );
+}
+
+#[test]
+fn a_file_refused_for_its_size_keeps_that_reason_until_rewritten() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let cosign = resolve(&v, "cosign").unwrap();
+    let (attr, fh) = v.create(cosign, b"big").unwrap();
+    v.write_at(attr.ino, fh, 0, b"{").unwrap();
+    let e = v
+        .write_at(attr.ino, fh, 1, &vec![b' '; 64 << 10])
+        .unwrap_err();
+    assert!(matches!(e, TreeError::TooLarge(_)), "{e:?}");
+    let e = v.flush(attr.ino, fh).unwrap_err();
+    assert!(
+        matches!(e, TreeError::TooLarge(_)),
+        "close says why too: {e:?}"
+    );
+    v.release(attr.ino, fh);
+    let reason = String::from_utf8(read_all(&v, "cosign/big.error")).unwrap();
+    assert!(reason.contains("size limit"), "{reason}");
+    // Rewritten within the limit, the file is judged on its content again.
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    cp_over(&v, "cosign/big", &payload).unwrap();
+    cp_new(&v, "cosign", "big.sig", sig.as_bytes()).unwrap();
+    assert!(names(&v, "cosign").iter().any(|n| n.starts_with("sig-")));
+}

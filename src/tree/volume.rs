@@ -98,6 +98,9 @@ struct StagedFile {
     listed: bool,
     opens: u32,
     mtime: i64,
+    /// Why a write was refused (over the size limit): the file cannot commit until it
+    /// is rewritten.
+    refused: Option<String>,
 }
 
 struct StagedDir {
@@ -265,6 +268,24 @@ impl Volume {
             || (st.tree.contains(ino) && st.tree.attr(ino).is_ok_and(|a| a.kind == Kind::File))
     }
 
+    /// Whether changes to `ino` can ever be accepted (what `access(W_OK)` answers):
+    /// `/cosign`, its entries and what is staged there, on a read-write volume.
+    pub fn may_write(&self, ino: Ino) -> bool {
+        if !self.writable() {
+            return false;
+        }
+        let st = self.read();
+        match st.node(ino) {
+            Ok(Node::Tree) => {
+                Some(ino) == st.tree.cosign_dir()
+                    || st.tree.cosign_entry(ino).is_some()
+                    || st.entry_files.contains_key(&ino)
+            }
+            Ok(Node::Staged(_) | Node::StagedDir(_)) => true,
+            _ => false,
+        }
+    }
+
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr, TreeError> {
         let st = self.read();
         let child = st.lookup(parent, name)?;
@@ -324,6 +345,7 @@ impl Volume {
                 let file = st.staging.files.get_mut(&ino).expect("node() found it");
                 if truncate {
                     file.data.clear();
+                    file.refused = None;
                 }
                 file.complete = false;
                 file.opens += 1;
@@ -399,9 +421,10 @@ impl Volume {
         if end > max {
             let e = st.too_large(ino, max);
             if let Some(Handle::Staged) = st.handles.get(&fh) {
-                let group = st.staging.files.get(&ino).map(|f| f.group.clone());
-                if let Some(g) = group {
-                    st.set_state(&g, GroupState::Failed(e.to_string()));
+                if let Some(f) = st.staging.files.get_mut(&ino) {
+                    f.refused = Some(e.to_string());
+                    let group = f.group.clone();
+                    st.set_state(&group, GroupState::Failed(e.to_string()));
                 }
             }
             log::warn!("{e}");
@@ -488,6 +511,7 @@ impl Volume {
                 listed: true,
                 opens: 1,
                 mtime: now(),
+                refused: None,
             },
         );
         let fh = st.add_handle(Handle::Staged);
@@ -550,6 +574,17 @@ impl Volume {
             }
             Node::Alias(_) => {
                 st.staging.aliases.remove(&name);
+                // Once none of a group's names is left, the name is free for a new drop.
+                if let Ok((base, _)) = staging::top_level_role(&name) {
+                    let still_named = st
+                        .staging
+                        .aliases
+                        .keys()
+                        .any(|n| staging::top_level_role(n).is_ok_and(|(b, _)| b == base));
+                    if !still_named {
+                        st.staging.top.remove(&base);
+                    }
+                }
                 Ok(())
             }
             Node::StagedDir(_) => Err(TreeError::IsDir(child)),
@@ -627,6 +662,9 @@ impl Volume {
                     let f = st.staging.files.get_mut(&ino).expect("node() found it");
                     f.data.resize(size as usize, 0);
                     f.mtime = now();
+                    if size == 0 {
+                        f.refused = None;
+                    }
                 }
             }
             Node::Tree => {
@@ -1102,6 +1140,16 @@ impl State {
         path: &Path,
         options: &VolumeOptions,
     ) -> Result<(), TreeError> {
+        let refused = self
+            .staging
+            .files
+            .values()
+            .find(|f| f.listed && &f.group == group && f.refused.is_some())
+            .and_then(|f| f.refused.clone());
+        if let Some(reason) = refused {
+            self.set_state(group, GroupState::Failed(reason.clone()));
+            return Err(TreeError::TooLarge(reason));
+        }
         let (drop, payload_complete) = self.gather(group);
         let fail = |st: &mut State, e: &AttachError| {
             let reason = format!("{shown}: {e}");

@@ -423,3 +423,49 @@ fn a_file_refused_for_its_size_keeps_that_reason_until_rewritten() {
     cp_new(&v, "cosign", "big.sig", sig.as_bytes()).unwrap();
     assert!(names(&v, "cosign").iter().any(|n| n.starts_with("sig-")));
 }
+
+#[test]
+fn a_committed_directory_shows_what_was_written_and_rm_r_of_it_removes_the_signature() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let before = std::fs::read(&path).unwrap();
+    let v = open(&path, true);
+    let cosign = resolve(&v, "cosign").unwrap();
+    let mine = v.mkdir(cosign, b"mine").unwrap().ino;
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    cp_new(&v, "cosign/mine", "signature", sig.as_bytes()).unwrap();
+    cp_new(&v, "cosign/mine", "payload", &payload).unwrap();
+    let t = target13_of(&v);
+    assert_eq!(
+        names(&v, "cosign"),
+        ["mine".to_string(), format!("sig-{t}-1")]
+    );
+    // cp -r goes on creating files after the commit; none of them exists yet.
+    assert_eq!(names(&v, "cosign/mine"), ["payload", "signature"]);
+    cp_new(&v, "cosign/mine", "media-type", b"ignored\n").unwrap();
+    let e = cp_new(
+        &v,
+        "cosign/mine",
+        "annotations",
+        br#"{"dev.cosignproject.cosign/signature":"AAAA"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, TreeError::Denied(_)),
+        "a changed signature: {e:?}"
+    );
+    assert_eq!(
+        names(&v, "cosign/mine"),
+        ["media-type", "payload", "signature"]
+    );
+    for f in names(&v, "cosign/mine") {
+        v.unlink(mine, f.as_bytes()).unwrap();
+    }
+    v.rmdir(cosign, b"mine").unwrap();
+    assert!(names(&v, "cosign").is_empty(), "{:?}", names(&v, "cosign"));
+    drop(v);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the signature went with it"
+    );
+}

@@ -610,9 +610,20 @@ impl Volume {
         let mut st = self.write();
         let child = st.lookup(parent, name)?;
         match st.node(child)? {
-            Node::StagedDir(_) => {
+            Node::StagedDir(d) => {
                 if !st.entries(child)?.is_empty() {
                     return Err(TreeError::NotEmpty(child));
+                }
+                // A committed directory stands for its entry: `rm -r` of it removes the
+                // signature, as it does under the entry's own name.
+                if let GroupState::Committed(id) = d.state {
+                    if st.resolve(id).is_some() {
+                        let result = st.remove_entry(id, &self.path, &self.options);
+                        if let Err(e) = &result {
+                            log::warn!("{e}");
+                            return result;
+                        }
+                    }
                 }
                 st.staging.dirs.remove(&child);
                 Ok(())
@@ -839,12 +850,10 @@ impl State {
             }
         };
         match self.node(dir)? {
+            // A committed directory keeps showing what was written into it: `cp -r`
+            // creates each file with O_EXCL, after the entry may already have committed.
             Node::StagedDir(d) => match d.state {
-                GroupState::Committed(id) => {
-                    if let Some((entry_dir, _)) = self.resolve(id) {
-                        out = self.visible_entry_files(entry_dir, id)?;
-                    }
-                }
+                GroupState::Committed(_) => staged_in(&mut out, dir),
                 ref state => {
                     staged_in(&mut out, dir);
                     if matches!(state, GroupState::Failed(_)) {
@@ -857,15 +866,17 @@ impl State {
                 }
             },
             Node::Tree => {
-                if let Some(id) = self.tree.cosign_entry(dir).map(EntryId::of) {
-                    out = self.visible_entry_files(dir, id)?;
-                } else {
-                    out = self.tree.entries(dir)?.to_vec();
-                }
-                staged_in(&mut out, dir);
+                // First, so that a directory the user made shadows an entry of the
+                // same name (the sort below is stable and the dedup keeps the first).
                 if Some(dir) == self.tree.cosign_dir() {
                     self.staged_top_entries(&mut out);
                 }
+                if let Some(id) = self.tree.cosign_entry(dir).map(EntryId::of) {
+                    out.extend(self.visible_entry_files(dir, id)?);
+                } else {
+                    out.extend_from_slice(self.tree.entries(dir)?);
+                }
+                staged_in(&mut out, dir);
             }
             _ => return Err(TreeError::NotDir(dir)),
         }
@@ -888,13 +899,11 @@ impl State {
     /// What `/cosign` shows beyond the tree: staged directories, error files, aliases.
     fn staged_top_entries(&self, out: &mut Vec<DirEntry>) {
         for (&ino, d) in &self.staging.dirs {
-            if !matches!(d.state, GroupState::Committed(_)) {
-                out.push(DirEntry {
-                    name: d.name.clone(),
-                    ino,
-                    kind: Kind::Dir,
-                });
-            }
+            out.push(DirEntry {
+                name: d.name.clone(),
+                ino,
+                kind: Kind::Dir,
+            });
         }
         for (base, g) in &self.staging.top {
             if matches!(g.state, GroupState::Failed(_)) {
@@ -924,7 +933,13 @@ impl State {
         // Names of the image's own tree are binary searches; only what the tree does not
         // have (staged files, aliases, error files) or hides needs the merged listing.
         if let Node::Tree = self.node(parent)? {
-            if let Ok(a) = self.tree.lookup(parent, name) {
+            let shadowed = Some(parent) == self.tree.cosign_dir()
+                && self
+                    .staging
+                    .dirs
+                    .values()
+                    .any(|d| d.name.as_bytes() == name);
+            if let Some(a) = self.tree.lookup(parent, name).ok().filter(|_| !shadowed) {
                 let hidden = self.tree.cosign_entry(parent).is_some_and(|e| {
                     self.staging
                         .hidden
@@ -1114,14 +1129,23 @@ impl State {
         match self.state_of(&group) {
             GroupState::Committed(id) => {
                 let result = self.merge(id, role, data, path, options);
-                // Merged or refused, the file has said what it had to: the entry (and
-                // an alias to its file) is what remains.
+                // Merged or refused, a file in /cosign or in the entry's own directory has
+                // said what it had to: the entry (and an alias to its file) is what remains.
+                // A directory the user made keeps the files written into it.
                 let f = self.staging.files.get_mut(&ino).expect("still staged");
-                f.listed = false;
-                if result.is_ok() {
-                    if let Group::Top(_) = group {
-                        let name = f.name.clone();
-                        self.add_alias(name, id, role.entry_file());
+                match group {
+                    Group::Top(_) => {
+                        f.listed = false;
+                        if result.is_ok() {
+                            let name = f.name.clone();
+                            self.add_alias(name, id, role.entry_file());
+                        }
+                    }
+                    Group::Entry(_) => f.listed = false,
+                    Group::Dir(_) => {
+                        if result.is_err() {
+                            f.listed = false;
+                        }
                     }
                 }
                 result
@@ -1199,10 +1223,10 @@ impl State {
     /// The staged files of `group` have become entry `id`.
     fn commit(&mut self, group: &Group, id: EntryId) {
         let mut aliases = Vec::new();
-        for f in self.staging.files.values_mut() {
-            if f.listed && &f.group == group {
-                f.listed = false;
-                if let Group::Top(_) = group {
+        if let Group::Top(_) = group {
+            for f in self.staging.files.values_mut() {
+                if f.listed && &f.group == group {
+                    f.listed = false;
                     aliases.push((f.name.clone(), f.role.entry_file()));
                 }
             }
@@ -1219,15 +1243,6 @@ impl State {
         }
         for (name, file) in aliases {
             self.add_alias(name, id, file);
-        }
-        if let Group::Dir(dir) = group {
-            let name = self.staging.dirs.get(dir).map(|d| d.name.clone());
-            let canonical = self.resolve(id).map(|(_, e)| e.name.clone());
-            if let (Some(name), Some(canonical)) = (name, canonical) {
-                if name != canonical {
-                    self.add_alias(name, id, None);
-                }
-            }
         }
         self.set_state(group, GroupState::Committed(id));
     }

@@ -156,6 +156,7 @@ fn errno(e: &TreeError) -> Errno {
         TreeError::Denied(_) => Errno::EPERM,
         TreeError::TooLarge(_) => Errno::EFBIG,
         TreeError::NoSpace(_) => Errno::ENOSPC,
+        TreeError::Stale(_) => Errno::ESTALE,
     }
 }
 
@@ -172,6 +173,7 @@ fn fail(e: &TreeError) -> Errno {
         | TreeError::Denied(_)
         | TreeError::TooLarge(_)
         | TreeError::NoSpace(_)
+        | TreeError::Stale(_)
         | TreeError::Update(_) => log::debug!("{e}"),
         _ => log::warn!("{e}"),
     }

@@ -469,3 +469,58 @@ fn a_committed_directory_shows_what_was_written_and_rm_r_of_it_removes_the_signa
         "the signature went with it"
     );
 }
+
+#[test]
+fn a_second_writer_is_refused_and_readers_are_not() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let first = open(&path, true);
+    let e = Volume::open(
+        &path,
+        VolumeOptions {
+            writable: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("already open for writing"), "{e}");
+    let reader = open(&path, false);
+    assert!(!reader.writable());
+    drop(first);
+    open(&path, true);
+}
+
+#[test]
+fn a_change_made_behind_the_mount_stops_every_write() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    // Another program appends to the image (a length change), then another rewrites a
+    // header byte (the modification time) in place.
+    for (what, change) in [
+        (
+            "length",
+            Box::new(|f: &std::fs::File| f.set_len(f.metadata().unwrap().len() + 1))
+                as Box<dyn Fn(&std::fs::File) -> std::io::Result<()>>,
+        ),
+        (
+            "header",
+            Box::new(|f: &std::fs::File| std::os::unix::fs::FileExt::write_all_at(f, &[1], 72)),
+        ),
+    ] {
+        let (_d, path) = writable_copy("generated/squashfs-image.oci.sif");
+        let v = open(&path, true);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        change(&file).unwrap();
+        let changed = std::fs::read(&path).unwrap();
+        let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+        cp_new(&v, "cosign", "p", &payload).unwrap();
+        let e = cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap_err();
+        assert!(matches!(e, TreeError::Stale(_)), "{what}: {e:?}");
+        assert!(e.to_string().contains("changed by another program"), "{e}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            changed,
+            "{what}: not written over"
+        );
+    }
+    drop(v);
+}

@@ -12,6 +12,7 @@ mod header;
 mod image;
 pub mod integrity;
 mod storage;
+mod writer_lock;
 
 pub use descriptor::{
     fs_type, hash_type, part_type, sbom_format, DataType, Descriptor, Extra, Link, DESCRIPTOR_SIZE,
@@ -25,6 +26,7 @@ pub use image::{
     SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
 };
 pub use storage::{MemStorage, Storage};
+pub use writer_lock::{changed_on_disk, LockError, WriterLock};
 
 /// "Unset" timestamps: 0001-01-01T00:00:00Z in Unix seconds (Go's zero time).
 pub const ZERO_TIME: i64 = -62_135_596_800;

@@ -131,6 +131,10 @@ pub enum TreeError {
     /// Updating the image failed (EIO); the image holds its previous state.
     #[error("{0}")]
     Update(String),
+    /// The image was changed by another program while mounted (ESTALE): writing over
+    /// its change would corrupt it.
+    #[error("{0}")]
+    Stale(String),
     #[error("{path}: cannot read {what}: {source}")]
     Read {
         path: String,

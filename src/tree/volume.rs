@@ -25,7 +25,7 @@ use super::{
 };
 use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, EntryKind, Origin};
 use crate::oci::OciSif;
-use crate::sif::{Digest, OpenMode};
+use crate::sif::{changed_on_disk, Digest, OpenMode, WriterLock};
 
 /// Staged files larger than this are refused: real payloads, signatures and certificates
 /// are kilobytes, and staged bytes are held in memory until they commit.
@@ -156,6 +156,13 @@ struct State {
     next_fh: u64,
     /// The files of every committed entry directory, with their roles.
     entry_files: HashMap<Ino, (EntryId, Role)>,
+    /// Held for the life of a read-write volume: one writer per image.
+    _lock: Option<WriterLock>,
+    /// The image's length after the last update: a different length means someone else
+    /// wrote to it.
+    expected_len: u64,
+    /// Set once another program's change was seen: from then on every write is refused.
+    foreign_change: Option<String>,
 }
 
 /// What an inode is.
@@ -181,6 +188,15 @@ pub struct Volume {
     state: RwLock<State>,
 }
 
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("path", &self.path)
+            .field("writable", &self.options.writable)
+            .finish()
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -192,18 +208,29 @@ impl Volume {
     /// Opens the image at `path`: builds its tree and, for a writable volume, opens it
     /// for writing too.
     pub fn open(path: &Path, options: VolumeOptions) -> Result<(Volume, BuildReport), TreeError> {
+        let shown = path.display();
+        // Lock, then open for writing (which finishes an interrupted update), then read
+        // the tree: in that order, the tree shows what the writer will write over.
+        let (lock, writer) = if options.writable {
+            let lock = WriterLock::acquire(path).map_err(|e| TreeError::Open(e.to_string()))?;
+            let writer = OciSif::open(path, OpenMode::ReadWrite)
+                .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+            (Some(lock), Some(writer))
+        } else {
+            (None, None)
+        };
+        let expected_len = match &writer {
+            Some(w) => w
+                .sif()
+                .file_len()
+                .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?,
+            None => 0,
+        };
         let (mut tree, report) = Tree::open_with(path, &options.tree)?;
         let mut table = InodeTable::new();
-        let writer = if options.writable {
+        if writer.is_some() {
             tree.renumber(&mut table);
-            let shown = path.display();
-            match OciSif::open(path, OpenMode::ReadWrite) {
-                Ok(w) => Some(w),
-                Err(e) => return Err(TreeError::Open(format!("{shown}: {e}"))),
-            }
-        } else {
-            None
-        };
+        }
         let mut state = State {
             tree,
             table,
@@ -212,6 +239,9 @@ impl Volume {
             handles: HashMap::new(),
             next_fh: 1,
             entry_files: HashMap::new(),
+            _lock: lock,
+            expected_len,
+            foreign_change: None,
         };
         state.index_entry_files();
         // Rebuilds reopen the image by name, after a daemon has changed to `/`.
@@ -1188,7 +1218,13 @@ impl State {
             return Ok(());
         }
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
-        let attachment = match cosign::prepare(writer, &drop) {
+        let prepared = cosign::prepare(writer, &drop);
+        // What prepare read is only trustworthy if the file is still ours.
+        if !matches!(prepared, Ok(None)) {
+            self.check_unchanged(path)?;
+        }
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        let attachment = match prepared {
             Ok(Some(a)) => a,
             Ok(None) => {
                 self.set_state(group, GroupState::Pending);
@@ -1304,6 +1340,7 @@ impl State {
                 };
                 let (ref_name, layer_index, digest) =
                     (ref_name.clone(), entry.layer_index, entry.layer.digest);
+                self.check_unchanged(path)?;
                 let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
                 match cosign::amend(writer, &ref_name, layer_index, &digest, &extra) {
                     Ok(AttachOutcome::Unchanged) => Ok(()),
@@ -1335,6 +1372,7 @@ impl State {
         };
         let (ref_name, layer_index, digest) =
             (ref_name.clone(), entry.layer_index, entry.layer.digest);
+        self.check_unchanged(path)?;
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
             self.reopen_writer(path);
@@ -1360,6 +1398,24 @@ impl State {
         Ok(())
     }
 
+    /// Refuses to write when the file is no longer what this volume last saw: another
+    /// program wrote to it, and writing over that would corrupt both.
+    fn check_unchanged(&mut self, path: &Path) -> Result<(), TreeError> {
+        if self.foreign_change.is_none() {
+            if let Some(w) = &self.writer {
+                self.foreign_change = changed_on_disk(w.sif(), self.expected_len);
+            }
+        }
+        match &self.foreign_change {
+            None => Ok(()),
+            Some(what) => Err(TreeError::Stale(format!(
+                "{}: changed by another program while mounted ({what}); nothing was \
+                 written, and nothing will be until it is mounted again",
+                path.display()
+            ))),
+        }
+    }
+
     /// After the image changed: make it durable, then show it.
     fn committed_to_image(
         &mut self,
@@ -1369,6 +1425,10 @@ impl State {
         if let Some(w) = &self.writer {
             w.sif()
                 .sync()
+                .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
+            self.expected_len = w
+                .sif()
+                .file_len()
                 .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
         }
         let (mut tree, report) = Tree::open_with(path, &options.tree)?;
@@ -1385,7 +1445,10 @@ impl State {
     /// before it writes, but a disk error can strike half-way): read it afresh.
     fn reopen_writer(&mut self, path: &Path) {
         match OciSif::open(path, OpenMode::ReadWrite) {
-            Ok(w) => self.writer = Some(w),
+            Ok(w) => {
+                self.expected_len = w.sif().file_len().unwrap_or(self.expected_len);
+                self.writer = Some(w);
+            }
             Err(e) => {
                 log::error!(
                     "{}: cannot reopen the image after a failed update: {e}",
@@ -1419,6 +1482,20 @@ fn attach_errno(e: &AttachError, message: String) -> TreeError {
         AttachError::Invalid { .. } => TreeError::Rejected(message),
         AttachError::Conflict { .. } | AttachError::NotFound { .. } => TreeError::Denied(message),
         AttachError::Full { .. } => TreeError::NoSpace(message),
+        AttachError::Oci(_) if os_error(e) == Some(libc::ENOSPC) => TreeError::NoSpace(message),
         AttachError::Oci(_) => TreeError::Update(message),
     }
+}
+
+/// The OS error at the bottom of `e`'s chain of causes, if any: a full disk should say
+/// ENOSPC, not EIO.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cause = c.source();
+    }
+    None
 }

@@ -233,7 +233,7 @@ fn a_refused_drop_stays_visible_with_its_reason_and_can_be_fixed() {
         reason.contains("cosign/p.sig") && reason.contains("base64"),
         "{reason}"
     );
-    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing committed");
+    assert_bytes_eq(&std::fs::read(&path).unwrap(), &before, "nothing committed");
 
     // Rewriting the bad file with a good signature commits the entry.
     cp_over(&v, "cosign/p.sig", sig.as_bytes()).unwrap();
@@ -330,9 +330,10 @@ fn committed_files_accept_their_own_bytes_and_refuse_others() {
     let e = cp_over(&v, &format!("{entry}/signature"), b"MEUCIQ==").unwrap_err();
     assert!(matches!(e, TreeError::Denied(_)), "{e:?}");
     drop(v);
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap()
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap(),
+        "after refused rewrites",
     );
 }
 
@@ -463,10 +464,10 @@ fn a_committed_directory_shows_what_was_written_and_rm_r_of_it_removes_the_signa
     v.rmdir(cosign, b"mine").unwrap();
     assert!(names(&v, "cosign").is_empty(), "{:?}", names(&v, "cosign"));
     drop(v);
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        before,
-        "the signature went with it"
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &before,
+        "the signature went with it",
     );
 }
 
@@ -516,10 +517,10 @@ fn a_change_made_behind_the_mount_stops_every_write() {
         let e = cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap_err();
         assert!(matches!(e, TreeError::Stale(_)), "{what}: {e:?}");
         assert!(e.to_string().contains("changed by another program"), "{e}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            changed,
-            "{what}: not written over"
+        assert_bytes_eq(
+            &std::fs::read(&path).unwrap(),
+            &changed,
+            &format!("{what}: not written over"),
         );
     }
     drop(v);

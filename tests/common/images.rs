@@ -81,6 +81,11 @@ pub fn write_image(
 /// The demo image of `examples/make-oci-sif.rs`, in kind: one small uncompressed tar
 /// layer (`hello.txt`, `etc/os-release`), config, manifest, 8 spare descriptors.
 pub fn write_demo_image(out: &Path) -> Written {
+    write_demo_image_with_spare(out, 8)
+}
+
+/// [`write_demo_image`] with `spare` free descriptors.
+pub fn write_demo_image_with_spare(out: &Path, spare: i64) -> Written {
     let mut tar = Vec::new();
     tar_entry(&mut tar, "etc/", b"", b'5', 0o755);
     tar_entry(
@@ -101,7 +106,7 @@ pub fn write_demo_image(out: &Path) -> Written {
     let mut blobs = MemBlobs::new();
     let size = tar.len() as u64;
     let digest = blobs.insert(tar);
-    write_image(out, &[(digest, size)], &blobs, 8)
+    write_image(out, &[(digest, size)], &blobs, spare)
 }
 
 /// Appends one ustar entry (root-owned, mtime 2024-01-01) and its padded data.

@@ -34,7 +34,8 @@ const EXIT_USAGE: u8 = 2;
     override_usage = "sifmount [-f] [-d] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
                             sifmount -u MOUNTPOINT\n       \
                             sifmount [-d] --inspect IMAGE\n       \
-                            sifmount [-d] --verify IMAGE"
+                            sifmount [-d] --verify IMAGE\n       \
+                            sifmount [-d] --recover IMAGE"
 )]
 #[command(
     after_help = "Mount options (-o): ro (never write the image), rw (the default when \
@@ -54,6 +55,11 @@ struct Cli {
     /// Check that every OCI blob hashes to the digest its descriptor records.
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image", "unmount"])]
     verify: Option<PathBuf>,
+
+    /// Finish (or undo) an update that a crash interrupted, from IMAGE.sifmount-journal;
+    /// a read-write mount does the same by itself.
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "verify", "image", "unmount"])]
+    recover: Option<PathBuf>,
 
     /// Unmount the FUSE file system at MOUNTPOINT (also a stale one).
     #[arg(short = 'u', long = "unmount", value_name = "MOUNTPOINT",
@@ -130,6 +136,8 @@ fn main() -> ExitCode {
         inspect::inspect(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
     } else if let Some(image) = &cli.verify {
         inspect::verify(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
+    } else if let Some(image) = &cli.recover {
+        recover(image)
     } else if let Some(mountpoint) = &cli.unmount {
         unmount::unmount(mountpoint).map(|()| ExitCode::SUCCESS)
     } else {
@@ -141,8 +149,8 @@ fn main() -> ExitCode {
             }
             // -f, -d or -o alone.
             _ => Err(Fatal::usage(
-                "nothing to do: give IMAGE MOUNTPOINT, -u MOUNTPOINT, --inspect IMAGE or \
-                 --verify IMAGE (see --help)",
+                "nothing to do: give IMAGE MOUNTPOINT, -u MOUNTPOINT, --inspect IMAGE, \
+                 --verify IMAGE or --recover IMAGE (see --help)",
             )),
         }
     };
@@ -216,6 +224,24 @@ fn mount(
     }
 }
 
+/// `--recover IMAGE`: says what was found and done, one line.
+fn recover(image: &Path) -> Result<ExitCode, Fatal> {
+    use sifmount::sif::{RecoveryOutcome, SifImage, WriterLock};
+    // Never under a live writer's feet: a read-write mount recovers by itself anyway.
+    let _lock = WriterLock::acquire(image).map_err(|e| Fatal::failure(e.to_string()))?;
+    let outcome = SifImage::recover(image).map_err(|e| Fatal::failure(e.to_string()))?;
+    let what = match outcome {
+        RecoveryOutcome::Nothing => "no interrupted update: nothing to do",
+        RecoveryOutcome::RolledForward => "an interrupted update was completed",
+        RecoveryOutcome::RolledBack => "an interrupted update was undone",
+        RecoveryOutcome::DiscardedTornJournal => {
+            "a journal torn before its update began was removed; the image is unchanged"
+        }
+    };
+    println!("{}: {what}", image.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Whether the image can be opened for writing: an OCI-SIF file we may write to. A
 /// read-only file, file system or native SIF is mounted read-only, with a note, because
 /// mount(8) passes `rw` to every helper that is not told `ro`. A file with no write bit
@@ -234,14 +260,37 @@ fn image_is_writable(image: &Path) -> bool {
         log::info!("{}: not writable: mounting read-only", image.display());
         return false;
     }
-    let oci = sifmount::sif::SifImage::open(image, sifmount::sif::OpenMode::ReadOnly)
-        .map(|sif| {
-            matches!(
-                sifmount::oci::ImageKind::of(&sif),
-                sifmount::oci::ImageKind::OciSif { .. }
-            )
-        })
-        .unwrap_or(false);
+    // Updates are journaled beside the image (IMAGE.sifmount-journal).
+    let dir = match image.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir_writable = {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(dir.as_os_str().as_bytes())
+            // SAFETY: a valid NUL-terminated path; access has no other preconditions.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    if !dir_writable {
+        log::info!(
+            "{}: its directory is not writable, and updates are journaled there: mounting \
+             read-only",
+            image.display()
+        );
+        return false;
+    }
+    let oci = match sifmount::sif::SifImage::open(image, sifmount::sif::OpenMode::ReadOnly) {
+        // A crash interrupted an update: the read-write open finishes it (under the lock).
+        Err(e) if matches!(e.kind(), sifmount::sif::SifError::PendingUpdate { .. }) => return true,
+        other => other,
+    }
+    .map(|sif| {
+        matches!(
+            sifmount::oci::ImageKind::of(&sif),
+            sifmount::oci::ImageKind::OciSif { .. }
+        )
+    })
+    .unwrap_or(false);
     if !oci {
         log::info!("{}: not an OCI-SIF: mounting read-only", image.display());
     }

@@ -606,3 +606,31 @@ fn example_from_layout_matches_upstream_write() {
         "make-oci-sif --from-layout",
     );
 }
+
+#[test]
+fn recover_says_what_it_found_and_removes_a_torn_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.oci.sif");
+    std::fs::copy(
+        common::upstream("generated/squashfs-image.signed1.oci.sif"),
+        &image,
+    )
+    .unwrap();
+    let before = std::fs::read(&image).unwrap();
+    let o = run_on("--recover", &image);
+    assert_status(&o, 0);
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+
+    // A journal cut short by a crash while it was written: the update never began.
+    let journal = dir.path().join("image.oci.sif.sifmount-journal");
+    std::fs::write(&journal, b"SIFMOUNT-JOURNAL, cut short").unwrap();
+    let o = run_on("--recover", &image);
+    assert_status(&o, 0);
+    assert!(stdout(&o).contains("torn"), "{}", stdout(&o));
+    assert!(!journal.exists(), "the torn journal is removed");
+    common::assert_bytes_eq(&std::fs::read(&image).unwrap(), &before, "recovered image");
+
+    let o = run_on("--recover", &dir.path().join("missing.sif"));
+    assert_status(&o, 1);
+    assert!(stderr(&o).contains("missing.sif"), "{}", stderr(&o));
+}

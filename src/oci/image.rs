@@ -218,8 +218,9 @@ impl OciSif {
     /// Replaces the root index with `new_index`, writing the blobs it needs from
     /// `source` and deleting those it no longer references: oci-tools' `UpdateRootIndex`,
     /// byte for byte (spec/SIF.md §7.6). Unlike upstream, every check (media types,
-    /// blobs present, descriptor capacity) is made before anything is deleted, and a blob
-    /// referenced twice is written once.
+    /// blobs present) is made before anything is deleted, a blob referenced twice is
+    /// written once, and a descriptor table too small for the update is grown first
+    /// ([`SifImage::ensure_free_slots`]; with enough free slots the bytes are upstream's).
     pub fn update_root_index(
         &mut self,
         new_index: &[u8],
@@ -259,29 +260,46 @@ impl OciSif {
             Some(Ok(digest)) => !keep.contains(&digest),
             _ => false,
         };
-        let freed = self.sif.descriptors().filter(|(_, d)| doomed(d)).count();
-        let free = self.sif.free_slots();
-        if free + freed < new.len() + 1 {
-            return Err(OciError::InsufficientCapacity {
-                needed: new.len() + 1,
-                available: free + freed,
-                free,
-                freed,
-            });
-        }
+        // One transaction (src/sif/journal.rs): a crash anywhere in the growth, the
+        // deletions and the appends leaves the old image or the new one.
+        let deleted = self.sif.transaction(|sif| -> Result<usize> {
+            let freed = sif.descriptors().filter(|(_, d)| doomed(d)).count();
+            let free = sif.free_slots();
+            if free + freed < new.len() + 1 {
+                // The deletions free `freed` slots for the new objects: grow the table for the
+                // rest (spec/SIF.md §3.1 has upstream fail here), failing before anything is
+                // written only when it cannot grow.
+                let grown = sif.ensure_free_slots(new.len() + 1 - freed, ChangeTime::Auto);
+                if let Err(e) = grown {
+                    if !matches!(e.kind(), SifError::InsufficientCapacity { .. }) {
+                        return Err(e.into());
+                    }
+                    return Err(OciError::InsufficientCapacity {
+                        needed: new.len() + 1,
+                        available: free + freed,
+                        free,
+                        freed,
+                    });
+                }
+            }
 
-        let deleted = self.sif.delete_objects(
-            doomed,
-            DeleteOptions {
-                zero: true,
-                compact: true,
-                time: ChangeTime::Auto,
-            },
-        )?;
-        for d in &new {
-            append_blob(&mut self.sif, d, source)?;
-        }
-        self.append_root_index(new_index)?;
+            let deleted = sif.delete_objects(
+                doomed,
+                DeleteOptions {
+                    zero: true,
+                    compact: true,
+                    time: ChangeTime::Auto,
+                },
+            )?;
+            for d in &new {
+                append_blob(sif, d, source)?;
+            }
+            sif.add_object(
+                ObjectInput::new(DataType::OciRootIndex, new_index),
+                ChangeTime::Auto,
+            )?;
+            Ok(deleted)
+        })?;
         self.reindex()?;
         Ok(UpdateOutcome {
             unchanged: false,
@@ -293,26 +311,22 @@ impl OciSif {
     /// Deletes every blob with this digest, zeroing it and truncating the file when it
     /// was at the end; the root index is not touched (oci-tools `RemoveBlob`).
     pub fn remove_blob(&mut self, digest: &Digest) -> Result<()> {
-        self.sif.delete_objects(
-            |d| {
-                d.data_type() == DataType::OciBlob
-                    && d.oci_digest().and_then(|r| r.ok()) == Some(*digest)
-            },
-            DeleteOptions {
-                zero: true,
-                compact: true,
-                time: ChangeTime::Auto,
-            },
-        )?;
+        // A transaction of its own, so that the zeroing, the truncation and the table
+        // write reach the file together or not at all.
+        self.sif.transaction(|sif| {
+            sif.delete_objects(
+                |d| {
+                    d.data_type() == DataType::OciBlob
+                        && d.oci_digest().and_then(|r| r.ok()) == Some(*digest)
+                },
+                DeleteOptions {
+                    zero: true,
+                    compact: true,
+                    time: ChangeTime::Auto,
+                },
+            )
+        })?;
         self.reindex()
-    }
-
-    fn append_root_index(&mut self, bytes: &[u8]) -> Result<()> {
-        self.sif.add_object(
-            ObjectInput::new(DataType::OciRootIndex, bytes),
-            ChangeTime::Auto,
-        )?;
-        Ok(())
     }
 
     fn reindex(&mut self) -> Result<()> {

@@ -10,7 +10,8 @@ use super::model::Index;
 use super::source::{require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
 use crate::sif::{
-    ChangeTime, CreateOptions, DataType, Digest, ObjectInput, SifError, SifImage, Storage,
+    ChangeTime, CreateOptions, DataType, Digest, FileJournal, ObjectInput, SifError, SifImage,
+    Storage,
 };
 
 /// Writes a deterministic OCI-SIF holding `root_index` (stored verbatim) and every blob it
@@ -61,6 +62,21 @@ pub fn write_oci_sif_at_path(
 ) -> Result<OciSif> {
     let path = path.as_ref();
     let shown = path.display().to_string();
+    // A journal left by an interrupted update of the file being replaced must never be
+    // replayed onto the new one (src/sif/journal.rs).
+    let journal = FileJournal::for_image(path);
+    journal.clear_if_present().map_err(|e| {
+        OciError::Sif(
+            SifError::Io {
+                context: format!(
+                    "cannot remove the old update journal {}",
+                    journal.path().display()
+                ),
+                source: e,
+            }
+            .in_file(&shown),
+        )
+    })?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

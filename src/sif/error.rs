@@ -60,6 +60,21 @@ pub enum SifError {
     ReadOnly,
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A read-only open found the journal of an update that a crash interrupted: the
+    /// image bytes may be half old, half new.
+    #[error(
+        "an interrupted update of this image is recorded in {journal}: mount the image \
+         read-write or run `sifmount --recover IMAGE` to complete it"
+    )]
+    PendingUpdate { journal: String },
+    /// An update could be neither completed nor undone; the message says what recovers it.
+    #[error("{0}")]
+    UpdateInterrupted(String),
+    #[error(
+        "{journal}: update journal format {version} is not known to this sifmount; recover \
+         the image with the sifmount that wrote it"
+    )]
+    UnsupportedJournal { journal: String, version: u32 },
 }
 
 impl SifError {

@@ -16,6 +16,7 @@ use super::descriptor::{
 use super::digest::{Digest, Hasher};
 use super::error::{Result, SifError};
 use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
+use super::journal::{FileJournal, Journaling};
 use super::storage::Storage;
 use super::{EXTRA_LEN, NAME_LEN, ZERO_TIME};
 
@@ -232,11 +233,13 @@ impl<'a> ObjectInput<'a> {
 /// An open SIF image: the header and every descriptor slot in memory, object bytes on
 /// storage.
 pub struct SifImage {
-    storage: Box<dyn Storage>,
-    header: Header,
+    pub(super) storage: Box<dyn Storage>,
+    pub(super) header: Header,
     /// Every slot of the table, used or not, in table order.
-    slots: Vec<Descriptor>,
+    pub(super) slots: Vec<Descriptor>,
     mode: OpenMode,
+    /// The update journal and the running transaction (`journal.rs`).
+    pub(super) journal: Journaling,
 }
 
 impl std::fmt::Debug for SifImage {
@@ -250,7 +253,10 @@ impl std::fmt::Debug for SifImage {
 }
 
 impl SifImage {
-    /// Opens and validates the image at `path`. Errors name the path.
+    /// Opens and validates the image at `path`. Errors name the path. Its update journal
+    /// is `<path>.sifmount-journal` ([`SifImage::from_storage_with_journal`]): a read-write
+    /// open first completes an update a crash interrupted, a read-only open refuses to
+    /// read a half-updated image.
     pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<SifImage> {
         let path = path.as_ref();
         let shown = path.display().to_string();
@@ -266,7 +272,9 @@ impl SifImage {
         {
             return Err(SifError::NotSif("is a directory".into()).in_file(&shown));
         }
-        SifImage::from_storage(Box::new(file), mode).map_err(|e| e.in_file(&shown))
+        let journal = Box::new(FileJournal::for_image(path));
+        SifImage::from_storage_with_journal(Box::new(file), journal, mode)
+            .map_err(|e| e.in_file(&shown))
     }
 
     /// Reads and validates an image on any storage.
@@ -303,6 +311,7 @@ impl SifImage {
             header,
             slots,
             mode,
+            journal: Journaling::default(),
         };
         let free = image.slots.len() as i64 - image.used_count() as i64;
         if free != image.header.descriptors_free {
@@ -315,7 +324,8 @@ impl SifImage {
     }
 
     /// Creates a new image at `path` (truncating any file there), as
-    /// `CreateContainerAtPath` does; a failed creation removes the file.
+    /// `CreateContainerAtPath` does; a failed creation removes the file. Later changes to
+    /// the returned image are journaled, as after [`SifImage::open`].
     pub fn create_at_path(
         path: impl AsRef<Path>,
         opts: &CreateOptions,
@@ -323,12 +333,27 @@ impl SifImage {
     ) -> Result<SifImage> {
         let path = path.as_ref();
         let shown = path.display().to_string();
+        // A journal left by an interrupted update of the file being replaced must never
+        // be replayed onto the new one.
+        let journal = FileJournal::for_image(path);
+        journal.clear_if_present().map_err(|e| {
+            SifError::io(
+                format!(
+                    "cannot remove the old update journal {}",
+                    journal.path().display()
+                ),
+                e,
+            )
+            .in_file(&shown)
+        })?;
         let file =
             create_file(path).map_err(|e| SifError::io("cannot create", e).in_file(&shown))?;
-        SifImage::create(Box::new(file), opts, objects).map_err(|e| {
+        let mut image = SifImage::create(Box::new(file), opts, objects).map_err(|e| {
             let _ = std::fs::remove_file(path);
             e.in_file(&shown)
-        })
+        })?;
+        image.journal = Journaling::new(Some(Box::new(journal)));
+        Ok(image)
     }
 
     /// Writes a new image onto empty storage (`CreateContainer`).
@@ -379,6 +404,7 @@ impl SifImage {
             header,
             slots: vec![Descriptor::unused(); opts.capacity as usize],
             mode: OpenMode::ReadWrite,
+            journal: Journaling::default(),
         };
         for obj in objects {
             image.place_object(obj, t)?;
@@ -491,6 +517,10 @@ impl SifImage {
     /// Adds an object in the first free slot (`AddObject`). Nothing is written when the
     /// object cannot be added.
     pub fn add_object(&mut self, obj: ObjectInput<'_>, opts: AddOptions) -> Result<u32> {
+        // A journaled image makes every change atomic (journal.rs).
+        if self.journal.wants_transaction() {
+            return self.transaction(move |s| s.add_object(obj, opts));
+        }
         self.check_writable()?;
         let t = self.change_time(opts);
         let id = self.place_object(obj, t)?;
@@ -505,6 +535,10 @@ impl SifImage {
         select: impl Fn(&Descriptor) -> bool,
         opts: DeleteOptions,
     ) -> Result<usize> {
+        // A journaled image makes every change atomic (journal.rs).
+        if self.journal.wants_transaction() {
+            return self.transaction(move |s| s.delete_objects(select, opts));
+        }
         self.check_writable()?;
         let doomed: Vec<usize> = self
             .descriptors()
@@ -549,6 +583,10 @@ impl SifImage {
     /// Makes a system partition the primary one, demoting any current primary
     /// (`SetPrimPart`).
     pub fn set_primary_partition(&mut self, id: u32, opts: SetOptions) -> Result<()> {
+        // A journaled image makes every change atomic (journal.rs).
+        if self.journal.wants_transaction() {
+            return self.transaction(|s| s.set_primary_partition(id, opts));
+        }
         self.check_writable()?;
         let slot = self.slot_of(id)?;
         let (fs, pt, arch) = self.slots[slot]
@@ -580,6 +618,10 @@ impl SifImage {
 
     /// Replaces an object's metadata (`SetMetadata`).
     pub fn set_metadata(&mut self, id: u32, extra: Extra, opts: SetOptions) -> Result<()> {
+        // A journaled image makes every change atomic (journal.rs).
+        if self.journal.wants_transaction() {
+            return self.transaction(move |s| s.set_metadata(id, extra, opts));
+        }
         self.check_writable()?;
         if let Extra::Other(v) = &extra {
             if v.len() > EXTRA_LEN {
@@ -600,6 +642,10 @@ impl SifImage {
     /// Records a new digest for an OCI blob or root index without touching its bytes
     /// (`SetOCIBlobDigest`).
     pub fn set_oci_blob_digest(&mut self, id: u32, digest: Digest, opts: SetOptions) -> Result<()> {
+        // A journaled image makes every change atomic (journal.rs).
+        if self.journal.wants_transaction() {
+            return self.transaction(|s| s.set_oci_blob_digest(id, digest, opts));
+        }
         self.check_writable()?;
         let slot = self.slot_of(id)?;
         if !self.slots[slot].data_type().is_oci() {
@@ -642,14 +688,14 @@ impl SifImage {
         d.modified_at = t;
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(super) fn check_writable(&self) -> Result<()> {
         match self.mode {
-            OpenMode::ReadWrite => Ok(()),
+            OpenMode::ReadWrite => self.journal.check_usable(),
             OpenMode::ReadOnly => Err(SifError::ReadOnly),
         }
     }
 
-    fn change_time(&self, t: ChangeTime) -> i64 {
+    pub(super) fn change_time(&self, t: ChangeTime) -> i64 {
         match t {
             ChangeTime::At(t) => t,
             ChangeTime::Zero => ZERO_TIME,
@@ -730,19 +776,13 @@ impl SifImage {
     }
 
     fn write_zeros(&self, offset: u64, len: u64) -> Result<()> {
-        let zeros = vec![0u8; COPY_CHUNK.min(len as usize)];
-        let mut done = 0u64;
-        while done < len {
-            let n = zeros.len().min((len - done) as usize);
-            self.storage
-                .write_all_at(&zeros[..n], offset + done)
-                .map_err(|e| SifError::io("cannot zero object data", e))?;
-            done += n as u64;
-        }
-        Ok(())
+        // One call, so that a transaction records a range rather than chunks of zeros.
+        self.storage
+            .zero_range(offset, len)
+            .map_err(|e| SifError::io("cannot zero object data", e))
     }
 
-    fn write_table_and_header(&mut self) -> Result<()> {
+    pub(super) fn write_table_and_header(&mut self) -> Result<()> {
         let mut table = Vec::with_capacity(self.slots.len() * DESCRIPTOR_SIZE);
         for d in &self.slots {
             table.extend_from_slice(&d.encode());

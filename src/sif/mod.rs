@@ -8,9 +8,12 @@ mod bytes;
 mod descriptor;
 mod digest;
 mod error;
+mod grow;
 mod header;
 mod image;
 pub mod integrity;
+mod journal;
+mod overlay;
 mod storage;
 mod writer_lock;
 
@@ -20,10 +23,14 @@ pub use descriptor::{
 };
 pub use digest::{Digest, Hasher};
 pub use error::{Result, SifError};
+pub use grow::{Growth, MovedObject};
 pub use header::{format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC};
 pub use image::{
     AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput, OpenMode, SetOptions,
     SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
+};
+pub use journal::{
+    FileJournal, JournalStore, MemJournal, RecoveryOutcome, JOURNAL_SUFFIX, MAX_UNDO,
 };
 pub use storage::{MemStorage, Storage};
 pub use writer_lock::{changed_on_disk, LockError, WriterLock};

@@ -26,6 +26,28 @@ pub trait Storage: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// Copies `len` bytes from `src` to `dst` within the image, as if through a buffer
+    /// holding them all (overlapping ranges are copied correctly). The default reads and
+    /// writes 1 MiB chunks; a journalling storage records the copy instead of its bytes.
+    fn copy_range(&self, src: u64, dst: u64, len: u64) -> io::Result<()> {
+        buffered_copy(self, src, dst, len)
+    }
+
+    /// Overwrites `len` bytes at `offset` with zeros (extending the image when they reach
+    /// past its end). The default writes 1 MiB chunks; a journalling storage records the
+    /// range instead of its bytes, so zeroing a large deleted object costs no memory.
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK.min(len) as usize];
+        let mut done = 0u64;
+        while done < len {
+            let n = CHUNK.min(len - done);
+            self.write_all_at(&zeros[..n as usize], offset + done)?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 impl Storage for File {
@@ -50,6 +72,71 @@ impl Storage for File {
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
     }
+    /// `copy_file_range(2)`: the kernel copies without a trip through user space (about
+    /// four times faster for a 1 GiB object) or shares the blocks where the file system
+    /// can. Overlapping ranges, which it refuses, and kernels or file systems without it
+    /// take the buffered copy.
+    fn copy_range(&self, src: u64, dst: u64, len: u64) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        let overlap = src < dst.saturating_add(len) && dst < src.saturating_add(len);
+        if overlap || len == 0 {
+            return buffered_copy(self, src, dst, len);
+        }
+        let fd = self.as_raw_fd();
+        let to_off = |v: u64| {
+            libc::loff_t::try_from(v)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
+        };
+        let (mut from, mut to) = (to_off(src)?, to_off(dst)?);
+        to_off(dst.saturating_add(len))?;
+        // Checked first: the copy extends the file, so a source running past the old end
+        // would otherwise read what the copy itself wrote.
+        if src.saturating_add(len) > self.metadata()?.len() {
+            return Err(eof());
+        }
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(1 << 30) as usize;
+            // SAFETY: both offsets are valid pointers to loff_t for the call's duration.
+            let n = unsafe { libc::copy_file_range(fd, &mut from, fd, &mut to, want, 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL)
+                        if done == 0 =>
+                    {
+                        return buffered_copy(self, src, dst, len);
+                    }
+                    _ => return Err(e),
+                }
+            }
+            if n == 0 {
+                return Err(eof());
+            }
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// [`Storage::copy_range`] through a 1 MiB buffer.
+fn buffered_copy<S: Storage + ?Sized>(s: &S, src: u64, dst: u64, len: u64) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
+    // Back to front when the destination starts inside the source, so that no chunk is
+    // overwritten before it is read.
+    let backwards = dst > src && dst < src.saturating_add(len);
+    let mut done = 0u64;
+    while done < len {
+        let n = CHUNK.min(len - done);
+        let at = if backwards { len - done - n } else { done };
+        let chunk = &mut buf[..n as usize];
+        s.read_exact_at(chunk, src + at)?;
+        s.write_all_at(chunk, dst + at)?;
+        done += n;
+    }
+    Ok(())
 }
 
 /// An image held in memory.
@@ -119,6 +206,12 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
+    }
+    fn copy_range(&self, src: u64, dst: u64, len: u64) -> io::Result<()> {
+        (**self).copy_range(src, dst, len)
+    }
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        (**self).zero_range(offset, len)
     }
 }
 

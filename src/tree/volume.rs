@@ -1416,16 +1416,14 @@ impl State {
         }
     }
 
-    /// After the image changed: make it durable, then show it.
+    /// After the image changed (durably): show it.
     fn committed_to_image(
         &mut self,
         path: &Path,
         options: &VolumeOptions,
     ) -> Result<(), TreeError> {
+        // The update was fsynced as it committed (src/sif/journal.rs).
         if let Some(w) = &self.writer {
-            w.sif()
-                .sync()
-                .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
             self.expected_len = w
                 .sif()
                 .file_len()

@@ -1,0 +1,230 @@
+//! Never losing a signature, through real mounts (issue 6): `kill -9` of sifmount in the
+//! middle of 100 concurrent attaches, and a file system that fills up during an attach.
+//!
+//! Needs /dev/fuse, `fusermount3` and root (the full-disk test mounts a small tmpfs);
+//! fails, saying so, when one is missing.
+
+mod common;
+#[path = "common/images.rs"]
+mod images;
+#[path = "common/mounted.rs"]
+mod mounted;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::io::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use mounted::{Mode, Mount};
+use sifmount::cosign::{discover, EntryKind};
+use sifmount::oci::OciSif;
+use sifmount::sif::{Digest, OpenMode};
+
+/// Any well-formed base64 will do: attaching does not verify signatures.
+const SIGNATURE: &str =
+    "MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4";
+
+fn payload(target: &Digest, n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"crash test","timestamp":{n}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Writes `bytes` to a new file and closes it, returning what close(2) said.
+fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: closing the descriptor we own (into_raw_fd gave up the File's ownership).
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A demo image in a temporary directory, with `spare` free descriptors.
+fn image(dir: &Path, spare: i64) -> (PathBuf, Digest) {
+    let path = dir.join("image.oci.sif");
+    let written = images::write_demo_image_with_spare(&path, spare);
+    (path, written.manifest)
+}
+
+/// The payload digests of every signature layer in the image, after it has been opened
+/// for writing (which finishes an interrupted update).
+fn signature_payloads(path: &Path) -> HashSet<Digest> {
+    let oci = OciSif::open(path, OpenMode::ReadWrite)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        oci.verify_blobs().unwrap().is_empty(),
+        "every blob hashes to its digest"
+    );
+    let d = discover(&oci);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    d.entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Signature)
+        .map(|e| e.layer.digest)
+        .collect()
+}
+
+#[test]
+fn kill_9_during_100_concurrent_attaches_loses_no_attach_that_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, target) = image(dir.path(), 8);
+    let mut m = Mount::new(&path, Mode::Foreground, &[]);
+    let cosign = m.path("cosign");
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(101));
+    let workers: Vec<_> = (0..100)
+        .map(|i| {
+            let (cosign, done, start) = (cosign.clone(), done.clone(), start.clone());
+            let bytes = payload(&target, i);
+            std::thread::spawn(move || {
+                start.wait();
+                let ok = write_close(&cosign.join(format!("p{i}")), &bytes).is_ok()
+                    && write_close(&cosign.join(format!("p{i}.sig")), SIGNATURE.as_bytes()).is_ok();
+                if ok {
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Some(Digest::of(&bytes))
+                } else {
+                    None
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::SeqCst) < 25 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = m.pid();
+    // SAFETY: kill(2) of the sifmount this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let succeeded: Vec<Digest> = workers
+        .into_iter()
+        .filter_map(|w| w.join().expect("a worker panicked"))
+        .collect();
+    let _ = m.child_mut().wait();
+    drop(m); // unmounts the dead mount
+    println!(
+        "{} of 100 attaches returned success before kill -9",
+        succeeded.len()
+    );
+    assert!(
+        succeeded.len() >= 25 && succeeded.len() < 100,
+        "the kill came in the middle: {} succeeded",
+        succeeded.len()
+    );
+
+    let found = signature_payloads(&path);
+    for d in &succeeded {
+        assert!(found.contains(d), "attach {d} returned success but is gone");
+    }
+    // Every signature in the image is one of the 100 (some may have landed just as the
+    // process died, before their close could return).
+    let all: HashSet<Digest> = (0..100).map(|i| Digest::of(&payload(&target, i))).collect();
+    assert!(found.is_subset(&all));
+
+    // The image mounts again and takes more.
+    let m = Mount::new(&path, Mode::Foreground, &[]);
+    let extra = payload(&target, 1000);
+    write_close(&m.path("cosign/extra"), &extra).unwrap();
+    write_close(&m.path("cosign/extra.sig"), SIGNATURE.as_bytes()).unwrap();
+    m.unmount();
+    assert!(signature_payloads(&path).contains(&Digest::of(&extra)));
+}
+
+/// statvfs(2) free bytes for unprivileged writers.
+fn free_bytes(dir: &Path) -> u64 {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: statvfs fills the struct we pass; zeroed is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail * st.f_frsize
+}
+
+/// A tmpfs of `size` bytes, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn new(size: u64) -> SmallFs {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test mounts a small tmpfs and must run as root (CI runs it so)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs { dir }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_file_system_fails_the_attach_with_enospc_and_keeps_the_old_image() {
+    let fs_ = SmallFs::new(1 << 20);
+    let (path, target) = image(fs_.dir.path(), 8);
+    let before = fs::read(&path).unwrap();
+    // Leave no room at all: the journal, or the image growing past its last page, fails.
+    let filler = fs_.dir.path().join("filler");
+    let room = free_bytes(fs_.dir.path());
+    fs::write(&filler, vec![0u8; room as usize]).unwrap();
+
+    let m = Mount::new(&path, Mode::Foreground, &[]);
+    let p = payload(&target, 1);
+    write_close(&m.path("cosign/p"), &p).unwrap();
+    let e = write_close(&m.path("cosign/p.sig"), SIGNATURE.as_bytes()).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC),
+        "{e}; log: {}",
+        m.log_text()
+    );
+    let reason = fs::read_to_string(m.path("cosign/p.error")).unwrap();
+    assert!(reason.contains("No space left"), "{reason}");
+    m.unmount();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        before,
+        "the image is exactly as it was"
+    );
+    let leftovers: Vec<_> = fs::read_dir(fs_.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "image.oci.sif" && n != "filler")
+        .collect();
+    assert!(leftovers.is_empty(), "nothing left behind: {leftovers:?}");
+
+    // With room again, the same drop attaches.
+    fs::remove_file(&filler).unwrap();
+    let m = Mount::new(&path, Mode::Foreground, &[]);
+    write_close(&m.path("cosign/p"), &p).unwrap();
+    write_close(&m.path("cosign/p.sig"), SIGNATURE.as_bytes()).unwrap();
+    m.unmount();
+    assert!(signature_payloads(&path).contains(&Digest::of(&p)));
+}

@@ -1352,3 +1352,29 @@ fn a_directory_made_with_mkdir_commits_and_stays_as_written() {
         "after the mkdir drop",
     );
 }
+
+/// A daemonized mount (which runs in `/`) of an image named by a relative path attaches
+/// like any other: the image and its journal are found by absolute names.
+#[test]
+fn a_daemon_mount_of_a_relative_path_attaches() {
+    let demo = SignedDemo::new();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let image = dir.path().join("image.oci.sif");
+    write(&image, &demo.unsigned);
+    chmod(&image, 0o644);
+    let relative = image
+        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .expect("cargo's target directory is inside the package")
+        .to_path_buf();
+    assert!(relative.is_relative() && relative.exists());
+    let m = Mount::new(&relative, Mode::Daemon, &[]);
+    let out = cp(&[&demo.payload, &demo.signature, &m.path("cosign")]);
+    assert_ok(&out, "cp payload.json payload.json.sig MP/cosign/", &m);
+    assert!(ls(&m.path("cosign")).contains(&demo.entry()));
+    m.unmount();
+    assert_bytes_eq(
+        &read(&image),
+        &demo.expected_signed(),
+        "after a daemon's attach",
+    );
+}

@@ -208,6 +208,9 @@ impl Volume {
     /// Opens the image at `path`: builds its tree and, for a writable volume, opens it
     /// for writing too.
     pub fn open(path: &Path, options: VolumeOptions) -> Result<(Volume, BuildReport), TreeError> {
+        // Absolute before anything is opened: rebuilds reopen the image, and updates write
+        // its journal, by name, after a daemon has changed to `/`.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let shown = path.display();
         // Lock, then open for writing (which finishes an interrupted update), then read
         // the tree: in that order, the tree shows what the writer will write over.
@@ -244,10 +247,8 @@ impl Volume {
             foreign_change: None,
         };
         state.index_entry_files();
-        // Rebuilds reopen the image by name, after a daemon has changed to `/`.
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let volume = Volume {
-            path,
+            path: path.clone(),
             options,
             state: RwLock::new(state),
         };

@@ -28,7 +28,7 @@ use std::time::Duration;
 use common::{assert_bytes_eq, testdata, upstream};
 use mounted::{Mode, Mount, Output};
 use sifmount::cosign::{attach, discover, prepare, AttachOutcome, DropFiles, Entry, EntryKind};
-use sifmount::oci::{Index, LayoutDir, Manifest, OciSif};
+use sifmount::oci::{Index, LayoutDir, OciSif};
 use sifmount::sif::{Digest, MemStorage, OpenMode, SifImage};
 
 /// The hello-world image of the cosign fixtures, which its signature and attestation sign.
@@ -304,23 +304,14 @@ fn attached_in_memory(image: &[u8], drop: &DropFiles) -> Vec<u8> {
 /// The newest `.sig` layer of an upstream SingularityCE-signed file: payload and the
 /// signature annotation (the only annotation SingularityCE writes there).
 fn last_signature(rel: &str) -> (Vec<u8>, String) {
-    let signed = OciSif::open(upstream(rel), OpenMode::ReadOnly).unwrap();
-    let root = signed.root_index().unwrap();
-    let sig = root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
-        .unwrap_or_else(|| panic!("{rel} has no .sig image"));
-    let m = Manifest::parse(&signed.read_blob(&sig.digest).unwrap()).unwrap();
-    let last = m.layers.last().unwrap();
-    let annotations = last.annotations.clone().unwrap();
+    let (payload, annotations) = common::upstream_last_signature(rel);
     assert_eq!(
         annotations.keys().collect::<Vec<_>>(),
         ["dev.cosignproject.cosign/signature"],
         "{rel}: SingularityCE stores only the signature annotation"
     );
     (
-        signed.read_blob(&last.digest).unwrap(),
+        payload,
         annotations["dev.cosignproject.cosign/signature"].clone(),
     )
 }

@@ -109,19 +109,7 @@ fn att_ref(target: &str) -> String {
 
 /// The newest `.sig` layer of an upstream file: payload and annotations.
 fn last_signature(rel: &str) -> (Vec<u8>, BTreeMap<String, String>) {
-    let m = Mem::upstream(rel);
-    let root = m.root();
-    let sig = root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
-        .unwrap();
-    let manifest = Manifest::parse(&m.oci.read_blob(&sig.digest).unwrap()).unwrap();
-    let last = manifest.layers.last().unwrap();
-    (
-        m.oci.read_blob(&last.digest).unwrap(),
-        last.annotations.clone().unwrap(),
-    )
+    common::upstream_last_signature(rel)
 }
 
 /// What `base64` prints: lines of 76 characters, each ending in a newline.

@@ -93,18 +93,7 @@ fn sign_step(
 
 /// The newest signature layer of the signed file: payload and annotations.
 fn last_signature(signed: &OciSif) -> (Vec<u8>, BTreeMap<String, String>) {
-    let root = signed.root_index().unwrap();
-    let sig = root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
-        .unwrap();
-    let m = Manifest::parse(&signed.read_blob(&sig.digest).unwrap()).unwrap();
-    let last = m.layers.last().unwrap();
-    (
-        signed.read_blob(&last.digest).unwrap(),
-        last.annotations.clone().unwrap(),
-    )
+    common::last_signature_layer(signed)
 }
 
 #[test]

@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{assert_bytes_eq, upstream};
 use sifmount::cosign::SIGNATURE_ANNOTATION;
-use sifmount::oci::{Manifest, OciSif};
-use sifmount::sif::OpenMode;
 use sifmount::tree::{Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
 
 /// A writable copy of an upstream file in a temporary directory.
@@ -95,20 +92,8 @@ fn cp_over(v: &Volume, path: &str, bytes: &[u8]) -> Result<(), TreeError> {
 
 /// The newest signature layer of an upstream signed file: payload and signature text.
 fn last_signature(rel: &str) -> (Vec<u8>, String) {
-    let signed = OciSif::open(upstream(rel), OpenMode::ReadOnly).unwrap();
-    let root = signed.root_index().unwrap();
-    let sig = root
-        .entries()
-        .iter()
-        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
-        .unwrap();
-    let m = Manifest::parse(&signed.read_blob(&sig.digest).unwrap()).unwrap();
-    let last = m.layers.last().unwrap();
-    let annotations: &BTreeMap<String, String> = last.annotations.as_ref().unwrap();
-    (
-        signed.read_blob(&last.digest).unwrap(),
-        annotations[SIGNATURE_ANNOTATION].clone(),
-    )
+    let (payload, annotations) = common::upstream_last_signature(rel);
+    (payload, annotations[SIGNATURE_ANNOTATION].clone())
 }
 
 fn target13_of(v: &Volume) -> String {

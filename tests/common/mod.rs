@@ -85,3 +85,30 @@ pub fn upstream_sifs() -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The newest layer of the `.sig` image of `signed`: its payload and annotations (what
+/// each SingularityCE signing step added).
+pub fn last_signature_layer(
+    signed: &sifmount::oci::OciSif,
+) -> (Vec<u8>, std::collections::BTreeMap<String, String>) {
+    let root = signed.root_index().expect("the root index parses");
+    let sig = root
+        .entries()
+        .iter()
+        .find(|e| e.ref_name().is_some_and(|n| n.ends_with(".sig")))
+        .expect("the image has a .sig image");
+    let manifest = sifmount::oci::Manifest::parse(&signed.read_blob(&sig.digest).unwrap())
+        .expect("the .sig manifest parses");
+    let last = manifest.layers.last().expect("the .sig image has a layer");
+    (
+        signed.read_blob(&last.digest).unwrap(),
+        last.annotations.clone().unwrap_or_default(),
+    )
+}
+
+/// [`last_signature_layer`] of an upstream file.
+pub fn upstream_last_signature(rel: &str) -> (Vec<u8>, std::collections::BTreeMap<String, String>) {
+    let signed = sifmount::oci::OciSif::open(upstream(rel), sifmount::sif::OpenMode::ReadOnly)
+        .unwrap_or_else(|e| panic!("{rel}: {e}"));
+    last_signature_layer(&signed)
+}

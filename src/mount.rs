@@ -225,11 +225,11 @@ impl SifFs {
         }
     }
 
-    fn entry_ttl(&self) -> Duration {
-        if self.volume.writable() {
-            NO_TTL
-        } else {
+    fn entry_ttl(&self, parent: Ino, name: &[u8], kind: Kind) -> Duration {
+        if self.volume.name_is_stable(parent, name, kind) {
             TTL
+        } else {
+            NO_TTL
         }
     }
 
@@ -241,38 +241,21 @@ impl SifFs {
         }
     }
 
-    fn reply_entry(&self, result: Result<Attr, TreeError>, reply: ReplyEntry) {
+    fn reply_entry(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        result: Result<Attr, TreeError>,
+        reply: ReplyEntry,
+    ) {
         match result {
-            Ok(a) => reply.entry(&self.entry_ttl(), &self.file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(
+                &self.entry_ttl(parent, name, a.kind),
+                &self.file_attr(&a),
+                Generation(0),
+            ),
             Err(e) => reply.error(fail(&e)),
         }
-    }
-
-    /// `.`, `..` and the entries of `ino` from position `offset`, as
-    /// `(inode, next offset, kind, name)`; `add` returns true when the reply is full.
-    fn list(
-        &self,
-        ino: Ino,
-        offset: u64,
-        mut add: impl FnMut(Ino, u64, Kind, &str) -> bool,
-    ) -> Result<(), TreeError> {
-        let entries = self.volume.entries(ino)?;
-        let parent = self.volume.parent(ino)?;
-        let dots = [(ino, "."), (parent, "..")];
-        let total = entries.len() as u64 + 2;
-        for pos in offset..total {
-            let (child, kind, name) = match pos {
-                0 | 1 => (dots[pos as usize].0, Kind::Dir, dots[pos as usize].1),
-                _ => {
-                    let e = &entries[(pos - 2) as usize];
-                    (e.ino, e.kind, e.name.as_str())
-                }
-            };
-            if add(child, pos + 1, kind, name) {
-                break;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -313,7 +296,8 @@ impl fuser::Filesystem for SifFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         use std::os::unix::ffi::OsStrExt;
-        self.reply_entry(self.volume.lookup(parent.0, name.as_bytes()), reply);
+        let name = name.as_bytes();
+        self.reply_entry(parent.0, name, self.volume.lookup(parent.0, name), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -394,9 +378,11 @@ impl fuser::Filesystem for SifFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listed = self.list(ino.0, offset, |child, next, kind, name| {
-            reply.add(INodeNo(child), next, file_type(kind), name)
-        });
+        let listed = self
+            .volume
+            .list_from(ino.0, offset, |e, next, _attr, _stable| {
+                reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name)
+            });
         match listed {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail(&e)),
@@ -411,25 +397,19 @@ impl fuser::Filesystem for SifFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entry_ttl = self.entry_ttl();
-        let listed = self.list(ino.0, offset, |child, next, _kind, name| {
-            match self.volume.attr(child) {
-                Ok(a) => reply.add(
-                    INodeNo(child),
+        let listed = self
+            .volume
+            .list_from(ino.0, offset, |e, next, attr, stable| {
+                let ttl = if stable { TTL } else { NO_TTL };
+                reply.add(
+                    INodeNo(e.ino),
                     next,
-                    name,
-                    &entry_ttl,
-                    &self.file_attr(&a),
+                    &e.name,
+                    &ttl,
+                    &self.file_attr(attr),
                     Generation(0),
-                ),
-                // The volume lists only inodes it has; should that ever break, stop the
-                // listing rather than send a wrong entry.
-                Err(e) => {
-                    fail(&e);
-                    true
-                }
-            }
-        });
+                )
+            });
         match listed {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(fail(&e)),
@@ -514,7 +494,8 @@ impl fuser::Filesystem for SifFs {
         reply: ReplyEntry,
     ) {
         use std::os::unix::ffi::OsStrExt;
-        self.reply_entry(self.volume.mkdir(parent.0, name.as_bytes()), reply);
+        let name = name.as_bytes();
+        self.reply_entry(parent.0, name, self.volume.mkdir(parent.0, name), reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {

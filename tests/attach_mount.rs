@@ -1369,3 +1369,42 @@ fn a_daemon_mount_of_a_relative_path_attaches() {
         "after a daemon's attach",
     );
 }
+
+/// What the kernel remembers never hides a commit: the root index read before an attach
+/// and again after it shows the new entry, and the new blobs are there by name, while the
+/// names that cannot change (the image's own blobs) kept their inodes.
+#[test]
+fn a_commit_is_visible_through_the_kernel_caches_at_once() {
+    use std::os::unix::fs::MetadataExt;
+    let demo = SignedDemo::new();
+    let image = demo.fresh_image("image.oci.sif");
+    let m = mount(&image);
+    let before = read(&m.path("index.json"));
+    let blobs_before: Vec<(String, u64)> = ls(&m.path("blobs/sha256"))
+        .into_iter()
+        .map(|n| {
+            let ino = fs::metadata(m.path(&format!("blobs/sha256/{n}")))
+                .unwrap()
+                .ino();
+            (n, ino)
+        })
+        .collect();
+    let out = cp(&[&demo.payload, &demo.signature, &m.path("cosign")]);
+    assert_ok(&out, "cp payload.json payload.json.sig MP/cosign/", &m);
+    let after = read(&m.path("index.json"));
+    assert_ne!(after, before, "index.json shows the new root index");
+    assert!(String::from_utf8_lossy(&after).contains("_cosign:sha256-"));
+    let blobs_after = ls(&m.path("blobs/sha256"));
+    assert_eq!(
+        blobs_after.len(),
+        blobs_before.len() + 3,
+        "payload, config, manifest"
+    );
+    for (name, ino) in &blobs_before {
+        let now = fs::metadata(m.path(&format!("blobs/sha256/{name}")))
+            .unwrap()
+            .ino();
+        assert_eq!(now, *ino, "blob {name} kept its inode");
+    }
+    m.unmount();
+}

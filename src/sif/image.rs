@@ -417,6 +417,12 @@ impl SifImage {
         &self.header
     }
 
+    /// Gives up the header and descriptors in memory, keeping only the bytes: for readers
+    /// that have taken what they need from the table (a 10,000-object table is 6 MB).
+    pub fn into_storage(self) -> Box<dyn Storage> {
+        self.storage
+    }
+
     /// The file (or memory) the image lives in, for positioned reads of object bytes by
     /// callers that resolved the offsets themselves.
     pub fn storage(&self) -> &dyn Storage {

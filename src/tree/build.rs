@@ -73,7 +73,7 @@ pub(super) fn build(
     let mut tree = Tree {
         path: path.to_path_buf(),
         nodes,
-        sif,
+        storage: sif.into_storage(),
         image_len,
         slots: None,
         cosign_dir: b.cosign_dir,
@@ -87,10 +87,17 @@ pub(super) fn build(
 /// A number that changes whenever the object behind a file could hold other bytes: the
 /// descriptor's ID, type, place, size, digest (Extra) and time. Inode numbers of a
 /// read-write mount are tied to it, so an inode never changes content (see `inodes.rs`).
+///
+/// OCI objects are named by their digest (Extra), which fixes their bytes wherever they
+/// lie: they keep their identity when a table growth moves them.
 fn object_identity(d: &SifDescriptor) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (d.id, d.data_type_raw, d.offset, d.size, d.modified_at).hash(&mut h);
+    if d.data_type().is_oci() {
+        (d.data_type_raw, d.size).hash(&mut h);
+    } else {
+        (d.id, d.data_type_raw, d.offset, d.size, d.modified_at).hash(&mut h);
+    }
     d.extra.hash(&mut h);
     h.finish()
 }

@@ -199,7 +199,8 @@ pub struct Tree {
     path: PathBuf,
     /// Index `i` holds inode `i + 1`.
     nodes: Vec<Node>,
-    sif: SifImage,
+    /// The image's bytes; the descriptor table was only needed to build the tree.
+    storage: Box<dyn crate::sif::Storage>,
     image_len: u64,
     /// Inode → index into `nodes` once an [`InodeTable`] has numbered the tree (the
     /// rebuilds of a read-write mount); `None` while inode `i + 1` is index `i`.
@@ -253,6 +254,33 @@ impl Tree {
         };
         slot.and_then(|i| self.nodes.get(i))
             .ok_or(TreeError::NoInode(ino))
+    }
+
+    /// The directories whose names always stand for the same inode while mounted, even
+    /// as the image changes: everything under `/blobs` (names are digests) and `/images`
+    /// (an image's documents are its blobs) but the `signatures/` listings.
+    pub fn stable_name_dirs(&self) -> std::collections::HashSet<Ino> {
+        let mut stable = std::collections::HashSet::new();
+        let mut todo: Vec<Ino> = ["blobs", "images"]
+            .iter()
+            .filter_map(|n| self.lookup(ROOT, n.as_bytes()).ok())
+            .filter(|a| a.kind == Kind::Dir)
+            .map(|a| a.ino)
+            .collect();
+        while let Some(dir) = todo.pop() {
+            if !stable.insert(dir) {
+                continue;
+            }
+            if let Ok(entries) = self.entries(dir) {
+                todo.extend(
+                    entries
+                        .iter()
+                        .filter(|e| e.kind == Kind::Dir && e.name != "signatures")
+                        .map(|e| e.ino),
+                );
+            }
+        }
+        stable
     }
 
     /// Whether `ino` is a node of this tree.
@@ -382,8 +410,7 @@ impl Tree {
         match content {
             Content::Bytes(b) => buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
             Content::Range { offset: start, .. } => self
-                .sif
-                .storage()
+                .storage
                 .read_exact_at(&mut buf[..n], start + offset)
                 .map_err(|source| TreeError::Read {
                     path: self.path.display().to_string(),

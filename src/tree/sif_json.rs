@@ -61,8 +61,53 @@ fn descriptor(slot: usize, d: &Descriptor) -> Value {
     })
 }
 
-/// Every used descriptor, in slot order.
+/// Every used descriptor, in slot order: a pretty-printed JSON array, written one element
+/// at a time so that a 10,000-object image never holds the whole document as JSON values.
 pub fn descriptors(sif: &SifImage) -> Vec<u8> {
-    let list: Vec<Value> = sif.descriptors().map(|(s, d)| descriptor(s, d)).collect();
-    pretty(&Value::Array(list))
+    let mut out = Vec::new();
+    let mut any = false;
+    out.push(b'[');
+    for (s, d) in sif.descriptors() {
+        out.extend_from_slice(if any { b",\n" } else { b"\n" });
+        any = true;
+        let element = serde_json::to_vec_pretty(&descriptor(s, d))
+            .expect("serializing a serde_json::Value to memory cannot fail");
+        // Indent the element by one level, as pretty-printing the whole array would.
+        for line in element.split(|&b| b == b'\n') {
+            out.extend_from_slice(b"  ");
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        out.pop();
+    }
+    out.extend_from_slice(if any { b"\n]\n" } else { b"]\n" });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sif::{CreateOptions, DataType, MemStorage, ObjectInput};
+
+    /// The streamed document is exactly what pretty-printing the whole array gives.
+    #[test]
+    fn descriptors_stream_as_one_pretty_array() {
+        for count in [0usize, 1, 3] {
+            let objects: Vec<ObjectInput<'_>> = (0..count)
+                .map(|i| ObjectInput::new(DataType::Generic, &b"abc"[..i]).name(format!("o{i}")))
+                .collect();
+            let sif = SifImage::create(
+                Box::new(MemStorage::new(Vec::new())),
+                &CreateOptions::deterministic(),
+                objects,
+            )
+            .unwrap();
+            let list: Vec<Value> = sif.descriptors().map(|(s, d)| descriptor(s, d)).collect();
+            assert_eq!(
+                String::from_utf8(descriptors(&sif)).unwrap(),
+                String::from_utf8(pretty(&Value::Array(list))).unwrap(),
+                "{count} objects"
+            );
+        }
+    }
 }

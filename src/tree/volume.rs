@@ -156,6 +156,8 @@ struct State {
     next_fh: u64,
     /// The files of every committed entry directory, with their roles.
     entry_files: HashMap<Ino, (EntryId, Role)>,
+    /// Directories whose names keep meaning the same inode ([`Tree::stable_name_dirs`]).
+    stable_dirs: std::collections::HashSet<Ino>,
     /// Held for the life of a read-write volume: one writer per image.
     _lock: Option<WriterLock>,
     /// The image's length after the last update: a different length means someone else
@@ -242,6 +244,7 @@ impl Volume {
             handles: HashMap::new(),
             next_fh: 1,
             entry_files: HashMap::new(),
+            stable_dirs: std::collections::HashSet::new(),
             _lock: lock,
             expected_len,
             foreign_change: None,
@@ -336,6 +339,64 @@ impl Volume {
     /// Every entry of directory `ino`, sorted by name.
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>, TreeError> {
         self.read().entries(ino)
+    }
+
+    /// Whether the kernel may remember for long that `name` in `parent` is the inode a
+    /// lookup gave: always on a read-only volume; on a read-write one, for names that
+    /// cannot come to mean another inode (digests under /blobs, images under /images,
+    /// the root's directories), so that path walks do not ask again at every component.
+    pub fn name_is_stable(&self, parent: Ino, name: &[u8], kind: Kind) -> bool {
+        self.read()
+            .name_is_stable(parent, name, kind, self.writable())
+    }
+
+    /// `.`, `..` and the entries of directory `ino` from position `offset`, each with its
+    /// attributes and whether its name is stable ([`Volume::name_is_stable`]), given to
+    /// `add` (which returns true when its reply is full), all under one read of the
+    /// state: no copy of a 10,000-entry directory per reply, and no second lock taken
+    /// while the first is held.
+    pub fn list_from(
+        &self,
+        ino: Ino,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, u64, &Attr, bool) -> bool,
+    ) -> Result<(), TreeError> {
+        let st = self.read();
+        let parent = match st.node(ino)? {
+            Node::StagedDir(_) => st.tree.cosign_dir().unwrap_or(super::ROOT),
+            Node::Tree => st.tree.parent(ino)?,
+            _ => return Err(TreeError::NotDir(ino)),
+        };
+        let merged;
+        let entries: &[DirEntry] = match st.node(ino)? {
+            Node::Tree if !st.lists_more_than_the_tree(ino) => st.tree.entries(ino)?,
+            _ => {
+                merged = st.entries(ino)?;
+                &merged
+            }
+        };
+        let writable = self.writable();
+        let dots = [(ino, "."), (parent, "..")];
+        for pos in offset..entries.len() as u64 + 2 {
+            let dot;
+            let e = match pos {
+                0 | 1 => {
+                    dot = DirEntry {
+                        name: dots[pos as usize].1.to_string(),
+                        ino: dots[pos as usize].0,
+                        kind: Kind::Dir,
+                    };
+                    &dot
+                }
+                _ => &entries[(pos - 2) as usize],
+            };
+            let attr = st.attr(e.ino, writable)?;
+            let stable = st.name_is_stable(ino, e.name.as_bytes(), e.kind, writable);
+            if add(e, pos + 1, &attr, stable) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<String, TreeError> {
@@ -865,6 +926,30 @@ impl State {
             Some(GroupState::Committed(id)) => Some(*id),
             _ => None,
         }
+    }
+
+    /// Directories outside `/cosign` are the fixed parts of the layout (a directory's
+    /// inode is its path), so their names are stable anywhere; files and links are
+    /// stable where the names say what they hold.
+    fn name_is_stable(&self, parent: Ino, name: &[u8], kind: Kind, writable: bool) -> bool {
+        if !writable || self.stable_dirs.contains(&parent) {
+            return true;
+        }
+        if !matches!(self.node(parent), Ok(Node::Tree))
+            || Some(parent) == self.tree.cosign_dir()
+            || self.tree.cosign_entry(parent).is_some()
+        {
+            return false;
+        }
+        kind == Kind::Dir || (parent == super::ROOT && name != b"index.json")
+    }
+
+    /// Whether directory `dir` shows anything the tree alone does not (staged files,
+    /// aliases, hidden names), so that its listing must be merged.
+    fn lists_more_than_the_tree(&self, dir: Ino) -> bool {
+        Some(dir) == self.tree.cosign_dir()
+            || self.tree.cosign_entry(dir).is_some()
+            || self.staging.files.values().any(|f| f.parent == dir)
     }
 
     fn entries(&self, dir: Ino) -> Result<Vec<DirEntry>, TreeError> {
@@ -1458,6 +1543,7 @@ impl State {
     }
 
     fn index_entry_files(&mut self) {
+        self.stable_dirs = self.tree.stable_name_dirs();
         self.entry_files.clear();
         for (dir, entry) in self.tree.cosign_entries() {
             let id = EntryId::of(entry);

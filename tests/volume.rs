@@ -510,3 +510,30 @@ fn a_change_made_behind_the_mount_stops_every_write() {
     }
     drop(v);
 }
+
+#[test]
+fn staged_files_never_share_an_inode_with_the_image_tree() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open(&path, true);
+    let mut tree_inos = std::collections::HashSet::new();
+    let mut todo = vec![ROOT];
+    while let Some(dir) = todo.pop() {
+        tree_inos.insert(dir);
+        for e in v.entries(dir).unwrap() {
+            tree_inos.insert(e.ino);
+            if e.kind == Kind::Dir {
+                todo.push(e.ino);
+            }
+        }
+    }
+    let cosign = resolve(&v, "cosign").unwrap();
+    let (staged, fh) = v.create(cosign, b"p").unwrap();
+    v.release(staged.ino, fh);
+    let dir = v.mkdir(cosign, b"d").unwrap();
+    for ino in [staged.ino, dir.ino] {
+        assert!(
+            !tree_inos.contains(&ino),
+            "inode {ino} is already in the tree"
+        );
+    }
+}

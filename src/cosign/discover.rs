@@ -24,6 +24,9 @@ const MAX_STRAY_MANIFEST: i64 = 1 << 20;
 /// cosign refuses signature images with more layers (`maxLayers`); so does discovery, so
 /// a hostile image cannot make a mount list millions of entries from one manifest.
 pub const MAX_LAYERS: usize = 1000;
+/// How a referrer manifest names its subject, unless it spells the key with `\u`
+/// escapes (which JSON readers decode, so such a manifest is parsed in full).
+const SUBJECT_KEY: &[u8] = b"\"subject\"";
 
 /// What an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -252,6 +255,12 @@ impl Found {
         let Ok(bytes) = oci.read_blob(digest) else {
             return;
         };
+        // Every image's manifest is probed: a scan for the key is far cheaper than parsing
+        // a manifest of thousands of layers only to find it has no subject.
+        let has_key = bytes.windows(SUBJECT_KEY.len()).any(|w| w == SUBJECT_KEY);
+        if !has_key && !bytes.windows(2).any(|w| w == b"\\u") {
+            return;
+        }
         let Ok(doc) = serde_json::from_slice::<ReferrerProbe>(&bytes) else {
             return;
         };

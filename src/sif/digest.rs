@@ -53,21 +53,27 @@ impl FromStr for Digest {
 
     /// Accepts exactly `sha256:` and 64 lower-case hex digits, as the reference reader does.
     fn from_str(s: &str) -> Result<Digest, SifError> {
-        let bad = || SifError::InvalidDigest(s.chars().take(100).collect());
-        let hex = s.strip_prefix("sha256:").ok_or_else(bad)?.as_bytes();
-        if hex.len() != 64 {
-            return Err(bad());
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(bad()),
+        // Every blob's digest is parsed at mount, several times over: keep the loop free
+        // of the (large) error type, built only when a digest is bad.
+        let parse = |s: &str| -> Option<[u8; 32]> {
+            let hex = s.strip_prefix("sha256:")?.as_bytes();
+            if hex.len() != 64 {
+                return None;
+            }
+            let nibble = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            let mut out = [0u8; 32];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = nibble(hex[2 * i])? << 4 | nibble(hex[2 * i + 1])?;
+            }
+            Some(out)
         };
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = nibble(hex[2 * i])? << 4 | nibble(hex[2 * i + 1])?;
-        }
-        Ok(Digest(out))
+        parse(s)
+            .map(Digest)
+            .ok_or_else(|| SifError::InvalidDigest(s.chars().take(100).collect()))
     }
 }
 

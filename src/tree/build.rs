@@ -225,12 +225,36 @@ impl Builder<'_> {
     fn sif_dir(&mut self, sif: &SifImage) {
         let dir = self.subdir(ROOT, "sif");
         self.generated(dir, "header.json", sif_json::header(sif.header()));
-        self.generated(dir, "descriptors.json", sif_json::descriptors(sif));
         let objects = self.subdir(dir, "objects");
-        for (_, d) in sif.descriptors() {
+        let mut identity = std::collections::hash_map::DefaultHasher::new();
+        for (slot, d) in sif.descriptors() {
+            use std::hash::Hash;
+            // Every field the document shows (a growth changes offsets, not digests).
+            let trimmed = |b: &[u8]| b.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+            (slot, d.id, d.data_type_raw, d.group_id_raw, d.linked_id_raw).hash(&mut identity);
+            (
+                d.offset,
+                d.size,
+                d.size_with_padding,
+                d.created_at,
+                d.modified_at,
+            )
+                .hash(&mut identity);
+            (d.uid, d.gid, &d.name[..trimmed(&d.name)]).hash(&mut identity);
+            d.extra[..trimmed(&d.extra)].hash(&mut identity);
             let ino = self.object_file(d);
             self.link(objects, &names::object_file_name(d), ino);
         }
+        let identity = std::hash::Hasher::finish(&identity);
+        let doc = self.file(
+            Content::Descriptors {
+                identity,
+                doc: std::sync::OnceLock::new(),
+            },
+            self.mtime,
+            self.crtime,
+        );
+        self.link(dir, "descriptors.json", doc);
     }
 
     /// The OCI image layout at the root, `/images/` and `/cosign/`.

@@ -28,6 +28,15 @@ impl InodeTable {
         }
     }
 
+    /// A table whose first free number is after `count`: the numbers of a tree as built,
+    /// entered later with [`Tree::enter_numbers`].
+    pub fn after(count: usize) -> InodeTable {
+        InodeTable {
+            numbers: HashMap::new(),
+            next: ROOT + count as Ino,
+        }
+    }
+
     /// A number that no node has had and none will get: for files and directories that
     /// live outside the tree (staged writes).
     pub fn fresh(&mut self) -> Ino {
@@ -47,6 +56,28 @@ impl InodeTable {
 }
 
 impl Tree {
+    /// Whether [`Tree::renumber`] has run.
+    pub fn is_numbered(&self) -> bool {
+        self.slots.is_some()
+    }
+
+    /// The numbers this tree was built with (inode = index + 1), entered in a table made
+    /// with [`InodeTable::after`]`(self.node_count())`, which has not given them out.
+    pub fn enter_numbers(&self, table: &mut InodeTable) {
+        assert!(
+            self.slots.is_none(),
+            "only a tree as built has its own numbers"
+        );
+        for (slot, key) in self.identity_keys().into_iter().enumerate() {
+            table.numbers.insert(key.into_boxed_str(), slot as Ino + 1);
+        }
+    }
+
+    /// How many nodes the tree has.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Gives every node its number from `table`. Numbers are assigned in node order, so
     /// a tree numbered by a new table keeps the numbers it was built with.
     pub fn renumber(&mut self, table: &mut InodeTable) {
@@ -120,6 +151,9 @@ impl Tree {
                         format!("b{:x}", h.finish())
                     }
                     NodeData::File(Content::Range { identity, .. }) => format!("r{identity:x}"),
+                    NodeData::File(Content::Descriptors { identity, .. }) => {
+                        format!("g{identity:x}")
+                    }
                 };
                 format!("{path}\0{what}")
             })

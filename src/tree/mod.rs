@@ -154,15 +154,13 @@ enum Content {
         size: u64,
         identity: u64,
     },
-}
-
-impl Content {
-    fn len(&self) -> u64 {
-        match self {
-            Content::Bytes(b) => b.len() as u64,
-            Content::Range { size, .. } => *size,
-        }
-    }
+    /// `/sif/descriptors.json`, written when first asked for: a few hundred bytes per
+    /// object, megabytes for a large image, and seldom read. `identity` changes with any
+    /// descriptor.
+    Descriptors {
+        identity: u64,
+        doc: std::sync::OnceLock<Box<[u8]>>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -329,7 +327,7 @@ impl Tree {
             // Directories report their entry count as size: some tools read st_size of a
             // directory as a hint, and zero would claim emptiness.
             NodeData::Dir(entries) => (entries.len() as u64, DIR_PERM),
-            NodeData::File(c) => (c.len(), FILE_PERM),
+            NodeData::File(c) => (self.content_len(c)?, FILE_PERM),
             NodeData::Symlink(target) => (target.len() as u64, SYMLINK_PERM),
         };
         let blocks = match &node.data {
@@ -402,13 +400,17 @@ impl Tree {
             NodeData::Dir(_) => return Err(TreeError::IsDir(ino)),
             NodeData::Symlink(_) => return Err(TreeError::NotFile(ino)),
         };
-        let len = content.len();
+        let len = self.content_len(content)?;
         if offset >= len {
             return Ok(0);
         }
         let n = (len - offset).min(buf.len() as u64) as usize;
         match content {
             Content::Bytes(b) => buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
+            Content::Descriptors { .. } => {
+                let b = self.descriptors_doc(content)?;
+                buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]);
+            }
             Content::Range { offset: start, .. } => self
                 .storage
                 .read_exact_at(&mut buf[..n], start + offset)
@@ -419,6 +421,37 @@ impl Tree {
                 })?,
         }
         Ok(n)
+    }
+
+    fn content_len(&self, c: &Content) -> Result<u64, TreeError> {
+        Ok(match c {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Range { size, .. } => *size,
+            Content::Descriptors { .. } => self.descriptors_doc(c)?.len() as u64,
+        })
+    }
+
+    /// The bytes of `/sif/descriptors.json`, made from the image's table on first use
+    /// (the tree keeps no table of its own).
+    fn descriptors_doc<'c>(&self, c: &'c Content) -> Result<&'c [u8], TreeError> {
+        let Content::Descriptors { doc, .. } = c else {
+            unreachable!("descriptors_doc is asked only of Content::Descriptors");
+        };
+        if let Some(d) = doc.get() {
+            return Ok(d);
+        }
+        let sif = SifImage::open(&self.path, crate::sif::OpenMode::ReadOnly).map_err(|e| {
+            TreeError::Read {
+                path: self.path.display().to_string(),
+                what: "the descriptor table for sif/descriptors.json".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        // Two threads may both make it; the first one stored wins, and they are equal.
+        let _ = doc.set(sif_json::descriptors(&sif).into_boxed_slice());
+        Ok(doc
+            .get()
+            .expect("set just above, by this thread or another"))
     }
 
     /// Totals for `statfs`.

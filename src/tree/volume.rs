@@ -231,11 +231,11 @@ impl Volume {
                 .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?,
             None => 0,
         };
-        let (mut tree, report) = Tree::open_with(path, &options.tree)?;
-        let mut table = InodeTable::new();
-        if writer.is_some() {
-            tree.renumber(&mut table);
-        }
+        // The first tree keeps the numbers it was built with; they enter the inode table
+        // only when a commit first needs them (mounting 10,000 blobs read-write should
+        // cost no more than read-only).
+        let (tree, report) = Tree::open_with(path, &options.tree)?;
+        let table = InodeTable::after(tree.node_count());
         let mut state = State {
             tree,
             table,
@@ -1518,6 +1518,9 @@ impl State {
         let (mut tree, report) = Tree::open_with(path, &options.tree)?;
         for w in &report.warnings {
             log::warn!("{w}");
+        }
+        if !self.tree.is_numbered() {
+            self.tree.enter_numbers(&mut self.table);
         }
         tree.renumber(&mut self.table);
         self.tree = tree;

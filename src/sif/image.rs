@@ -295,15 +295,21 @@ impl SifImage {
         header.check_identity()?;
         validate_header(&header, len)?;
 
-        let table_len = (header.descriptors_total as usize) * DESCRIPTOR_SIZE;
-        let mut table = vec![0u8; table_len];
-        storage
-            .read_exact_at(&mut table, header.descriptors_offset as u64)
-            .map_err(|e| SifError::io("cannot read descriptor table", e))?;
-        let slots: Vec<Descriptor> = table
-            .chunks_exact(DESCRIPTOR_SIZE)
-            .map(Descriptor::decode)
-            .collect();
+        // Read and decode a chunk at a time: a 10,000-slot table is 6 MB as bytes and as
+        // much again decoded, and holding both at once would double a mount's peak memory.
+        const CHUNK_SLOTS: usize = 1792;
+        let total = header.descriptors_total as usize;
+        let mut slots: Vec<Descriptor> = Vec::with_capacity(total);
+        let mut chunk = vec![0u8; total.min(CHUNK_SLOTS) * DESCRIPTOR_SIZE];
+        while slots.len() < total {
+            let n = (total - slots.len()).min(CHUNK_SLOTS);
+            let bytes = &mut chunk[..n * DESCRIPTOR_SIZE];
+            let at = header.descriptors_offset as u64 + (slots.len() * DESCRIPTOR_SIZE) as u64;
+            storage
+                .read_exact_at(bytes, at)
+                .map_err(|e| SifError::io("cannot read descriptor table", e))?;
+            slots.extend(bytes.chunks_exact(DESCRIPTOR_SIZE).map(Descriptor::decode));
+        }
         validate_descriptors(&header, &slots, len)?;
 
         let image = SifImage {

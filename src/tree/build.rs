@@ -249,6 +249,7 @@ impl Builder<'_> {
         let doc = self.file(
             Content::Descriptors {
                 identity,
+                len: sif_json::descriptors_len(sif),
                 doc: std::sync::OnceLock::new(),
             },
             self.mtime,

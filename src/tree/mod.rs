@@ -154,11 +154,12 @@ enum Content {
         size: u64,
         identity: u64,
     },
-    /// `/sif/descriptors.json`, written when first asked for: a few hundred bytes per
-    /// object, megabytes for a large image, and seldom read. `identity` changes with any
-    /// descriptor.
+    /// `/sif/descriptors.json`, written when first read: a few hundred bytes per object,
+    /// megabytes for a large image, and seldom read. Its `len` is counted at build time
+    /// (a `stat` must not make it); `identity` changes with any descriptor.
     Descriptors {
         identity: u64,
+        len: u64,
         doc: std::sync::OnceLock<Box<[u8]>>,
     },
 }
@@ -408,8 +409,13 @@ impl Tree {
         match content {
             Content::Bytes(b) => buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]),
             Content::Descriptors { .. } => {
+                // Made from the file again: should it have changed behind the tree, the
+                // bytes past its new end read as zeros rather than fail.
                 let b = self.descriptors_doc(content)?;
-                buf[..n].copy_from_slice(&b[offset as usize..offset as usize + n]);
+                let start = (offset as usize).min(b.len());
+                let m = (b.len() - start).min(n);
+                buf[..m].copy_from_slice(&b[start..start + m]);
+                buf[m..n].fill(0);
             }
             Content::Range { offset: start, .. } => self
                 .storage
@@ -427,7 +433,7 @@ impl Tree {
         Ok(match c {
             Content::Bytes(b) => b.len() as u64,
             Content::Range { size, .. } => *size,
-            Content::Descriptors { .. } => self.descriptors_doc(c)?.len() as u64,
+            Content::Descriptors { len, .. } => *len,
         })
     }
 

@@ -36,6 +36,9 @@ pub fn header(h: &Header) -> Vec<u8> {
     }))
 }
 
+/// The document's element as a JSON value: the shape [`Shown`] must serialize to (the
+/// tests compare them).
+#[cfg(test)]
 fn descriptor(slot: usize, d: &Descriptor) -> Value {
     let link = match d.link() {
         Link::None => Value::Null,
@@ -61,27 +64,104 @@ fn descriptor(slot: usize, d: &Descriptor) -> Value {
     })
 }
 
-/// Every used descriptor, in slot order: a pretty-printed JSON array, written one element
-/// at a time so that a 10,000-object image never holds the whole document as JSON values.
-pub fn descriptors(sif: &SifImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut any = false;
-    out.push(b'[');
-    for (s, d) in sif.descriptors() {
-        out.extend_from_slice(if any { b",\n" } else { b"\n" });
-        any = true;
-        let element = serde_json::to_vec_pretty(&descriptor(s, d))
-            .expect("serializing a serde_json::Value to memory cannot fail");
-        // Indent the element by one level, as pretty-printing the whole array would.
-        for line in element.split(|&b| b == b'\n') {
-            out.extend_from_slice(b"  ");
-            out.extend_from_slice(line);
-            out.push(b'\n');
+/// One descriptor as `descriptors.json` shows it: the fields of [`descriptor`], in its
+/// order, serialized without building JSON values.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Shown {
+    slot: usize,
+    id: u32,
+    data_type: i32,
+    #[serde(rename = "type")]
+    type_name: &'static str,
+    group_id: u32,
+    link: Option<ShownLink>,
+    offset: i64,
+    size: i64,
+    size_with_padding: i64,
+    created_at: i64,
+    modified_at: i64,
+    uid: i64,
+    gid: i64,
+    name: String,
+    extra: String,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ShownLink {
+    Object(u32),
+    Group(u32),
+}
+
+impl Shown {
+    fn of(slot: usize, d: &Descriptor) -> Shown {
+        Shown {
+            slot,
+            id: d.id,
+            data_type: d.data_type_raw,
+            type_name: d.data_type().display_name(),
+            group_id: d.group_id(),
+            link: match d.link() {
+                Link::None => None,
+                Link::Object(id) => Some(ShownLink::Object(id)),
+                Link::Group(id) => Some(ShownLink::Group(id)),
+            },
+            offset: d.offset,
+            size: d.size,
+            size_with_padding: d.size_with_padding,
+            created_at: d.created_at,
+            modified_at: d.modified_at,
+            uid: d.uid,
+            gid: d.gid,
+            name: d.name(),
+            extra: d.describe_extra(),
         }
-        out.pop();
     }
-    out.extend_from_slice(if any { b"\n]\n" } else { b"]\n" });
+}
+
+/// Every used descriptor of an image, as one JSON array.
+struct ShownList<'a>(&'a SifImage);
+
+impl serde::Serialize for ShownList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for (slot, d) in self.0.descriptors() {
+            seq.serialize_element(&Shown::of(slot, d))?;
+        }
+        seq.end()
+    }
+}
+
+/// Counts bytes instead of keeping them.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every used descriptor, in slot order, as pretty-printed JSON with a final newline.
+pub fn descriptors(sif: &SifImage) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(&ShownList(sif))
+        .expect("serializing plain fields to memory cannot fail");
+    out.push(b'\n');
     out
+}
+
+/// The length of [`descriptors`], found without keeping the document: the tree must know
+/// every file's size, and this one is megabytes for a large image yet seldom read.
+pub fn descriptors_len(sif: &SifImage) -> u64 {
+    let mut count = Counter(0);
+    serde_json::to_writer_pretty(&mut count, &ShownList(sif))
+        .expect("counting bytes of plain fields cannot fail");
+    count.0 + 1
 }
 
 #[cfg(test)]
@@ -103,11 +183,13 @@ mod tests {
             )
             .unwrap();
             let list: Vec<Value> = sif.descriptors().map(|(s, d)| descriptor(s, d)).collect();
+            let doc = descriptors(&sif);
             assert_eq!(
-                String::from_utf8(descriptors(&sif)).unwrap(),
+                String::from_utf8(doc.clone()).unwrap(),
                 String::from_utf8(pretty(&Value::Array(list))).unwrap(),
                 "{count} objects"
             );
+            assert_eq!(descriptors_len(&sif), doc.len() as u64);
         }
     }
 }

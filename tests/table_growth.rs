@@ -712,3 +712,51 @@ fn file_copy_range_copies_like_a_buffer() {
     std::io::Write::write_all(&mut &file, &original[..1000]).unwrap();
     assert!(Storage::copy_range(&file, 500, 2000, 1000).is_err());
 }
+
+/// Moving a large first layer out of the table's way gives its old place back to the file
+/// system (a hole), so the file does not use twice the layer's size on disk, and the
+/// image still verifies. On a real, journaled file: the release follows the commit.
+#[test]
+fn a_moved_layer_leaves_a_hole_not_a_copy() {
+    use std::os::unix::fs::MetadataExt;
+    const LAYER: u64 = 16 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.oci.sif");
+    let blob = images::GeneratedBlob::new(7, LAYER);
+    let written = images::write_image(&path, &[(blob.digest, LAYER)], &blob, 0);
+    let on_disk = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+    let before = on_disk(&path);
+    assert!(
+        before >= LAYER,
+        "the layer is allocated: {before} bytes on disk"
+    );
+
+    let mut oci = OciSif::open(&path, OpenMode::ReadWrite).unwrap();
+    let drop_files = DropFiles {
+        payload: Some(payload(&written.manifest, 1)),
+        signature: Some(SIGNATURE.as_bytes().to_vec()),
+        ..DropFiles::default()
+    };
+    let a = prepare(&oci, &drop_files).unwrap().unwrap();
+    attach(&mut oci, &a).unwrap();
+    drop(oci);
+
+    let len = std::fs::metadata(&path).unwrap().len();
+    let after = on_disk(&path);
+    assert!(
+        len >= 2 * LAYER,
+        "the layer moved to the end: the file is {len} bytes"
+    );
+    assert!(
+        after < before + LAYER / 2,
+        "its old place was given back: {after} bytes on disk for a {len}-byte file \
+         (was {before})"
+    );
+    let oci = OciSif::open(&path, OpenMode::ReadOnly).unwrap();
+    assert_eq!(
+        oci.verify_blobs().unwrap(),
+        vec![],
+        "every blob still verifies"
+    );
+    assert!(!path.with_extension("sif.sifmount-journal").exists());
+}

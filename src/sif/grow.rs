@@ -28,9 +28,11 @@
 //! On an image with an update journal the growth is one transaction (journal.rs), or part
 //! of the caller's: the moves are journaled as copies, not as their bytes.
 //!
-//! The bytes the moved objects occupied beyond the new table end are left as they were:
-//! an interior hole, like those upstream's deletes leave; later growths take it first
-//! without moving anything.
+//! The bytes the moved objects occupied beyond the new table end stay unreferenced: an
+//! interior hole, like those upstream's deletes leave, which later growths take first
+//! without moving anything. When that is a megabyte or more, its disk blocks are given
+//! back (`fallocate` punching a hole, once the growth has committed), so that moving a
+//! 1 GiB layer does not leave the file using 2 GiB of disk.
 
 use super::descriptor::{DataType, Descriptor, DESCRIPTOR_SIZE};
 use super::error::{Result, SifError};
@@ -178,6 +180,7 @@ impl SifImage {
         h.data_size = data_end - data_offset;
         h.modified_at = t;
         self.write_table_and_header()?;
+        self.release_vacated(&moved, table_end);
         log::info!(
             "descriptor table grown from {old_total} to {new_total} slots, {} object(s) moved",
             moved.len()
@@ -187,6 +190,30 @@ impl SifImage {
             new_total,
             moved,
         })
+    }
+}
+
+/// Moved objects smaller than this leave their old place as it is: giving back a few
+/// blocks is not worth a system call, and later growths fill the hole first anyway.
+const RELEASE_AT_LEAST: u64 = 1 << 20;
+
+impl SifImage {
+    /// Gives back the disk blocks of the moved objects' old places past the new table, so
+    /// that moving a 1 GiB layer does not leave the file using 2 GiB: at once, or, inside
+    /// a transaction, once it has committed.
+    fn release_vacated(&mut self, moved: &[MovedObject], table_end: i64) {
+        for m in moved {
+            let start = m.old_offset.max(table_end) as u64;
+            let end = (m.old_offset + m.size) as u64;
+            if end <= start || end - start < RELEASE_AT_LEAST {
+                continue;
+            }
+            if self.journal.in_transaction() {
+                self.journal.released.push((start, end - start));
+            } else if let Err(e) = self.storage().release_range(start, end - start) {
+                log::debug!("cannot give back the old place of object {}: {e}", m.id);
+            }
+        }
     }
 }
 

@@ -828,6 +828,9 @@ pub(super) struct Journaling {
     overlay: Option<Arc<Overlay>>,
     /// Why changes are refused: an update could be neither completed nor undone.
     broken: Option<String>,
+    /// Ranges the running transaction leaves unreferenced (a moved object's old place),
+    /// whose disk blocks are given back once it has committed.
+    pub(super) released: Vec<(u64, u64)>,
 }
 
 impl Journaling {
@@ -835,6 +838,7 @@ impl Journaling {
         Journaling {
             store,
             overlay: None,
+            released: Vec::new(),
             broken: None,
         }
     }
@@ -850,6 +854,11 @@ impl Journaling {
     /// journal and no transaction is running.
     pub(super) fn wants_transaction(&self) -> bool {
         self.store.is_some() && self.overlay.is_none()
+    }
+
+    /// Whether a transaction is running (its writes go to the overlay).
+    pub(super) fn in_transaction(&self) -> bool {
+        self.overlay.is_some()
     }
 }
 
@@ -902,10 +911,12 @@ impl SifImage {
         self.check_writable()?;
         if let Some(overlay) = self.journal.overlay.clone() {
             let saved = (self.header.clone(), self.slots.clone(), overlay.snapshot());
+            let released = self.journal.released.len();
             let result = f(self);
             if result.is_err() {
                 (self.header, self.slots) = (saved.0, saved.1);
                 overlay.restore(saved.2);
+                self.journal.released.truncate(released);
             }
             return result;
         }
@@ -933,6 +944,7 @@ impl SifImage {
         debug_assert_eq!(overlay.base_len(), base_len);
         let (base, map) = overlay.into_parts();
         self.storage = base;
+        let released = std::mem::take(&mut self.journal.released);
         let value = match result {
             Ok(v) => v,
             Err(e) => {
@@ -943,6 +955,13 @@ impl SifImage {
         if let Err(e) = self.commit(&map, base_len) {
             (self.header, self.slots) = (header, slots);
             return Err(e.into());
+        }
+        // Committed: those ranges are garbage now, and giving their blocks back changes
+        // nothing any descriptor refers to (a crash in between only keeps the garbage).
+        for (offset, len) in released {
+            if let Err(e) = self.storage.release_range(offset, len) {
+                log::debug!("cannot give back {len} bytes at {offset}: {e}");
+            }
         }
         Ok(value)
     }

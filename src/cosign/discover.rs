@@ -170,13 +170,10 @@ fn reachable_blobs(oci: &OciSif, index: &Index) -> HashSet<Digest> {
         if !seen.insert(digest) || depth > crate::oci::MAX_INDEX_DEPTH {
             continue;
         }
-        let Ok(refs) = oci
-            .read_blob(&digest)
-            .and_then(|b| References::parse(&b, &digest))
-        else {
+        let Ok(refs) = oci.references(&digest) else {
             continue;
         };
-        if let Some(c) = refs.config {
+        if let Some(c) = &refs.config {
             seen.insert(c.digest);
         }
         seen.extend(refs.layers.iter().flatten().map(|l| l.digest));

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::error::{OciError, Result};
-use super::model::Index;
+use super::model::{Index, References};
 use super::source::{require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
 use super::write::append_blob;
@@ -72,6 +72,9 @@ pub struct OciSif {
     root_slot: usize,
     /// First slot holding each blob digest (root index excluded).
     blobs: HashMap<Digest, usize>,
+    /// Manifests and indexes already parsed by [`OciSif::references`], by digest: a blob's
+    /// digest fixes its bytes, so an entry never goes stale.
+    parsed: std::sync::Mutex<HashMap<Digest, std::sync::Arc<References>>>,
 }
 
 impl OciSif {
@@ -100,6 +103,7 @@ impl OciSif {
             sif,
             root_slot,
             blobs,
+            parsed: Default::default(),
         };
         // Only the syntax is checked here: upstream's own test corpus has a root index
         // whose entries carry truncated digests, and such a file must still open. Its
@@ -344,12 +348,27 @@ impl OciSif {
         Ok(())
     }
 
+    /// What the manifest or index `digest` references, parsed once for all the readers
+    /// that walk it while a tree is built (a manifest of 10,000 layers is a megabyte).
+    pub(crate) fn references(&self, digest: &Digest) -> Result<std::sync::Arc<References>> {
+        let cached = |m: &HashMap<Digest, std::sync::Arc<References>>| m.get(digest).cloned();
+        if let Some(r) = self.parsed.lock().ok().as_deref().and_then(cached) {
+            return Ok(r);
+        }
+        let refs = std::sync::Arc::new(References::parse(&self.read_blob(digest)?, digest)?);
+        if let Ok(mut m) = self.parsed.lock() {
+            m.insert(*digest, refs.clone());
+        }
+        Ok(refs)
+    }
+
     /// Wraps a freshly written image (its root index is known to be in place).
     pub(crate) fn from_written(sif: SifImage) -> Result<OciSif> {
         let mut image = OciSif {
             sif,
             root_slot: 0,
             blobs: HashMap::new(),
+            parsed: Default::default(),
         };
         image.reindex()?;
         Ok(image)

@@ -8,7 +8,7 @@ use super::{
     sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, TreeOptions, ROOT,
 };
 use crate::cosign;
-use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif, References};
+use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif};
 use crate::sif::{Descriptor as SifDescriptor, Digest, SifImage};
 
 /// The bytes of every `oci-layout` file, as the OCI image layout specification writes it.
@@ -32,8 +32,11 @@ pub(super) fn build(
 ) -> Result<(Tree, BuildReport), TreeError> {
     let shown = path.display().to_string();
     let header = sif.header().clone();
+    // Most images need about three nodes per object (its blob, its /sif/objects file, a
+    // layer link or an entry file): sized once, the vector of a 10,000-object image never
+    // holds its old and new buffers at once while doubling.
     let mut b = Builder {
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(3 * sif.used_count() + 64),
         report: BuildReport::default(),
         mtime: header.modified_at,
         crtime: header.created_at,
@@ -355,10 +358,7 @@ impl Builder<'_> {
             self.warn(format!("{at}: blob {digest} is not in the image"));
             return;
         };
-        let refs = match oci
-            .read_blob(&digest)
-            .and_then(|bytes| References::parse(&bytes, &digest))
-        {
+        let refs = match oci.references(&digest) {
             Ok(refs) => refs,
             Err(e) => {
                 self.warn(format!("{at}: {e}"));

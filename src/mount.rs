@@ -360,7 +360,7 @@ impl fuser::Filesystem for SifFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EISDIR);
         }
-        match self.volume.entries(ino.0) {
+        match self.volume.check_dir(ino.0) {
             // A read-only mount's listings never change: let the kernel keep them.
             Ok(_) if !self.volume.writable() => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR)

@@ -326,14 +326,9 @@ impl Volume {
         st.attr(child, self.writable())
     }
 
-    /// `..` of directory `ino`.
-    pub fn parent(&self, ino: Ino) -> Result<Ino, TreeError> {
-        let st = self.read();
-        match st.node(ino)? {
-            Node::StagedDir(_) => Ok(st.tree.cosign_dir().unwrap_or(super::ROOT)),
-            Node::Tree => st.tree.parent(ino),
-            _ => Err(TreeError::NotDir(ino)),
-        }
+    /// Checks that `ino` is a directory (what `opendir` needs), without listing it.
+    pub fn check_dir(&self, ino: Ino) -> Result<(), TreeError> {
+        self.read().parent(ino).map(|_| ())
     }
 
     /// Every entry of directory `ino`, sorted by name.
@@ -362,11 +357,7 @@ impl Volume {
         mut add: impl FnMut(&DirEntry, u64, &Attr, bool) -> bool,
     ) -> Result<(), TreeError> {
         let st = self.read();
-        let parent = match st.node(ino)? {
-            Node::StagedDir(_) => st.tree.cosign_dir().unwrap_or(super::ROOT),
-            Node::Tree => st.tree.parent(ino)?,
-            _ => return Err(TreeError::NotDir(ino)),
-        };
+        let parent = st.parent(ino)?;
         let merged;
         let entries: &[DirEntry] = match st.node(ino)? {
             Node::Tree if !st.lists_more_than_the_tree(ino) => st.tree.entries(ino)?,
@@ -684,7 +675,8 @@ impl Volume {
                 if st.tree.entries(child).is_ok() {
                     return Err(TreeError::IsDir(child));
                 }
-                match st.committed_dir(parent) {
+                // A staged directory holds staged files only: a tree file is in an entry's.
+                match st.tree.cosign_entry(parent).map(EntryId::of) {
                     Some(entry) => {
                         st.staging.hidden.entry(entry).or_default().insert(name);
                         Ok(())
@@ -916,15 +908,12 @@ impl State {
         })
     }
 
-    /// The committed entry a directory shows: a tree entry directory, or a staged
-    /// directory that has committed.
-    fn committed_dir(&self, dir: Ino) -> Option<EntryId> {
-        if let Some(e) = self.tree.cosign_entry(dir) {
-            return Some(EntryId::of(e));
-        }
-        match self.staging.dirs.get(&dir).map(|d| &d.state) {
-            Some(GroupState::Committed(id)) => Some(*id),
-            _ => None,
+    /// `..` of directory `dir` (the root is its own parent).
+    fn parent(&self, dir: Ino) -> Result<Ino, TreeError> {
+        match self.node(dir)? {
+            Node::StagedDir(_) => Ok(self.tree.cosign_dir().unwrap_or(super::ROOT)),
+            Node::Tree => self.tree.parent(dir),
+            _ => Err(TreeError::NotDir(dir)),
         }
     }
 
@@ -1066,9 +1055,7 @@ impl State {
                     return Ok(a.ino);
                 }
             }
-            let special =
-                Some(parent) == self.tree.cosign_dir() || self.tree.cosign_entry(parent).is_some();
-            if !special {
+            if !self.lists_more_than_the_tree(parent) {
                 return Err(not_found());
             }
         }

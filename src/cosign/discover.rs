@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::{is_cosign_ref, KIND_ANNOTATION};
-use crate::oci::{Descriptor, Index, OciSif, References};
+use crate::oci::{Descriptor, Index, OciSif};
 use crate::sif::Digest;
 
 /// Hex digits of the target digest in an entry name (as in DESIGN.md's examples).
@@ -288,10 +288,12 @@ impl Found {
         origin: Origin,
         d: &mut Discovery,
     ) {
-        let refs = match oci
-            .read_blob(&manifest)
-            .and_then(|b| References::parse(&b, &manifest))
-        {
+        let refs = match oci.read_blob(&manifest).and_then(|b| {
+            serde_json::from_slice::<SignatureLayers>(&b).map_err(|e| crate::oci::OciError::Json {
+                what: format!("manifest {manifest}"),
+                source: e,
+            })
+        }) {
             Ok(r) => r,
             Err(e) => {
                 d.warnings
@@ -351,6 +353,14 @@ impl Found {
             });
         }
     }
+}
+
+/// A signature image's manifest: its layers in full, since their annotations make the
+/// entries (the shared [`crate::oci::References`] keeps only layer digests).
+#[derive(serde::Deserialize)]
+struct SignatureLayers {
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
 }
 
 /// Just enough of a manifest to tell a referrer.

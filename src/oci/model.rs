@@ -343,10 +343,18 @@ fn write_str_array(out: &mut String, list: &[String]) {
 pub(crate) struct References {
     #[serde(default)]
     pub config: Option<Descriptor>,
+    /// Only the digests: every walker needs just that, and a full descriptor is some
+    /// 500 bytes in memory, 5 MB for a manifest of 10,000 layers kept while a tree builds.
     #[serde(default)]
-    pub layers: Option<Vec<Descriptor>>,
+    pub layers: Option<Vec<LayerRef>>,
     #[serde(default)]
     pub manifests: Option<Vec<Descriptor>>,
+}
+
+/// A manifest's layer, as [`References`] reads it (other fields are skipped unparsed).
+#[derive(Debug, Deserialize)]
+pub(crate) struct LayerRef {
+    pub digest: Digest,
 }
 
 impl References {

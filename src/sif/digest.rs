@@ -48,28 +48,49 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Marks a byte that is not a lower-case hex digit in [`HEX_VALUE`].
+const BAD: u8 = 0x80;
+
+/// The value of each lower-case hex digit; [`BAD`] for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 impl FromStr for Digest {
     type Err = SifError;
 
     /// Accepts exactly `sha256:` and 64 lower-case hex digits, as the reference reader does.
     fn from_str(s: &str) -> Result<Digest, SifError> {
         // Every blob's digest is parsed at mount, several times over: keep the loop free
-        // of the (large) error type, built only when a digest is bad.
+        // of the (large) error type, built only when a digest is bad, and of branches.
         let parse = |s: &str| -> Option<[u8; 32]> {
             let hex = s.strip_prefix("sha256:")?.as_bytes();
             if hex.len() != 64 {
                 return None;
             }
-            let nibble = |c: u8| match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
             let mut out = [0u8; 32];
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = nibble(hex[2 * i])? << 4 | nibble(hex[2 * i + 1])?;
+            // OR of every looked-up value: BAD's high bit survives if any digit was bad.
+            let mut seen = 0u8;
+            for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+                let (hi, lo) = (
+                    HEX_VALUE[usize::from(pair[0])],
+                    HEX_VALUE[usize::from(pair[1])],
+                );
+                seen |= hi | lo;
+                *o = hi << 4 | lo;
             }
-            Some(out)
+            (seen & BAD == 0).then_some(out)
         };
         parse(s)
             .map(Digest)

@@ -279,37 +279,9 @@ impl SifImage {
 
     /// Reads and validates an image on any storage.
     pub fn from_storage(storage: Box<dyn Storage>, mode: OpenMode) -> Result<SifImage> {
-        let len = storage
-            .len()
-            .map_err(|e| SifError::io("cannot read image size", e))?;
-        if len < HEADER_SIZE as u64 {
-            return Err(SifError::NotSif(format!(
-                "file is {len} bytes, shorter than the {HEADER_SIZE}-byte SIF header"
-            )));
-        }
-        let mut hb = [0u8; HEADER_SIZE];
-        storage
-            .read_exact_at(&mut hb, 0)
-            .map_err(|e| SifError::io("cannot read header", e))?;
-        let header = Header::decode(&hb);
-        header.check_identity()?;
-        validate_header(&header, len)?;
-
-        // Read and decode a chunk at a time: a 10,000-slot table is 6 MB as bytes and as
-        // much again decoded, and holding both at once would double a mount's peak memory.
-        const CHUNK_SLOTS: usize = 1792;
-        let total = header.descriptors_total as usize;
-        let mut slots: Vec<Descriptor> = Vec::with_capacity(total);
-        let mut chunk = vec![0u8; total.min(CHUNK_SLOTS) * DESCRIPTOR_SIZE];
-        while slots.len() < total {
-            let n = (total - slots.len()).min(CHUNK_SLOTS);
-            let bytes = &mut chunk[..n * DESCRIPTOR_SIZE];
-            let at = header.descriptors_offset as u64 + (slots.len() * DESCRIPTOR_SIZE) as u64;
-            storage
-                .read_exact_at(bytes, at)
-                .map_err(|e| SifError::io("cannot read descriptor table", e))?;
-            slots.extend(bytes.chunks_exact(DESCRIPTOR_SIZE).map(Descriptor::decode));
-        }
+        let (header, len) = read_header(&*storage)?;
+        let mut slots: Vec<Descriptor> = Vec::with_capacity(header.descriptors_total as usize);
+        read_table(&*storage, &header, |chunk| slots.extend_from_slice(chunk))?;
         validate_descriptors(&header, &slots, len)?;
 
         let image = SifImage {
@@ -840,6 +812,73 @@ impl Extra {
 }
 
 /// Header checks beyond the reference reader's (spec/SIF.md §3.2).
+/// Reads the header of the image in `storage` and checks it; also gives the file's length.
+fn read_header(storage: &dyn Storage) -> Result<(Header, u64)> {
+    let len = storage
+        .len()
+        .map_err(|e| SifError::io("cannot read image size", e))?;
+    if len < HEADER_SIZE as u64 {
+        return Err(SifError::NotSif(format!(
+            "file is {len} bytes, shorter than the {HEADER_SIZE}-byte SIF header"
+        )));
+    }
+    let mut hb = [0u8; HEADER_SIZE];
+    storage
+        .read_exact_at(&mut hb, 0)
+        .map_err(|e| SifError::io("cannot read header", e))?;
+    let header = Header::decode(&hb);
+    header.check_identity()?;
+    validate_header(&header, len)?;
+    Ok((header, len))
+}
+
+/// Gives `each` the descriptor table of a checked header a chunk of decoded slots at a
+/// time: a 10,000-slot table is 6 MB as bytes and as much again decoded, and holding
+/// both at once would double a mount's peak memory.
+fn read_table(
+    storage: &dyn Storage,
+    header: &Header,
+    mut each: impl FnMut(&[Descriptor]),
+) -> Result<()> {
+    const CHUNK_SLOTS: usize = 1792;
+    let total = header.descriptors_total as usize;
+    let mut chunk = vec![0u8; total.min(CHUNK_SLOTS) * DESCRIPTOR_SIZE];
+    let mut decoded = Vec::with_capacity(total.min(CHUNK_SLOTS));
+    let mut done = 0;
+    while done < total {
+        let n = (total - done).min(CHUNK_SLOTS);
+        let bytes = &mut chunk[..n * DESCRIPTOR_SIZE];
+        let at = header.descriptors_offset as u64 + (done * DESCRIPTOR_SIZE) as u64;
+        storage
+            .read_exact_at(bytes, at)
+            .map_err(|e| SifError::io("cannot read descriptor table", e))?;
+        decoded.clear();
+        decoded.extend(bytes.chunks_exact(DESCRIPTOR_SIZE).map(Descriptor::decode));
+        each(&decoded);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Calls `each` with every used descriptor of the image in `storage` and its slot, in
+/// slot order, without keeping the table: for documents made long after a mount read it
+/// (`/sif/descriptors.json`). The header is checked; the descriptors are not.
+pub fn for_each_used_descriptor(
+    storage: &dyn Storage,
+    mut each: impl FnMut(usize, &Descriptor),
+) -> Result<()> {
+    let (header, _) = read_header(storage)?;
+    let mut slot = 0;
+    read_table(storage, &header, |chunk| {
+        for d in chunk {
+            if d.used {
+                each(slot, d);
+            }
+            slot += 1;
+        }
+    })
+}
+
 fn validate_header(h: &Header, file_len: u64) -> Result<()> {
     let bad = |s: String| Err(SifError::InvalidHeader(s));
     if !(0..=MAX_DESCRIPTORS).contains(&h.descriptors_total) {

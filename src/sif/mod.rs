@@ -26,8 +26,8 @@ pub use error::{Result, SifError};
 pub use grow::{Growth, MovedObject};
 pub use header::{format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC};
 pub use image::{
-    AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput, OpenMode, SetOptions,
-    SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
+    for_each_used_descriptor, AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput,
+    OpenMode, SetOptions, SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
 };
 pub use journal::{
     FileJournal, JournalStore, MemJournal, RecoveryOutcome, JOURNAL_SUFFIX, MAX_UNDO,

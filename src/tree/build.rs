@@ -101,8 +101,18 @@ fn object_identity(d: &SifDescriptor) -> u64 {
     } else {
         (d.id, d.data_type_raw, d.offset, d.size, d.modified_at).hash(&mut h);
     }
-    d.extra.hash(&mut h);
+    // Only up to the last non-zero byte: the field is 384 bytes, mostly padding, and
+    // hashing all of it for every object was a tenth of the mount time.
+    let end = d.extra.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    d.extra[..end].hash(&mut h);
     h.finish()
+}
+
+/// A number no earlier tree of this process had: the identity of documents that change
+/// with every commit (`/sif/descriptors.json`), so that each tree gives them a new inode.
+pub(super) fn next_tree_number() -> u64 {
+    static TREES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    TREES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub(super) struct Builder<'o> {
@@ -229,30 +239,14 @@ impl Builder<'_> {
         let dir = self.subdir(ROOT, "sif");
         self.generated(dir, "header.json", sif_json::header(sif.header()));
         let objects = self.subdir(dir, "objects");
-        let mut identity = std::collections::hash_map::DefaultHasher::new();
-        for (slot, d) in sif.descriptors() {
-            use std::hash::Hash;
-            // Every field the document shows (a growth changes offsets, not digests).
-            let trimmed = |b: &[u8]| b.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-            (slot, d.id, d.data_type_raw, d.group_id_raw, d.linked_id_raw).hash(&mut identity);
-            (
-                d.offset,
-                d.size,
-                d.size_with_padding,
-                d.created_at,
-                d.modified_at,
-            )
-                .hash(&mut identity);
-            (d.uid, d.gid, &d.name[..trimmed(&d.name)]).hash(&mut identity);
-            d.extra[..trimmed(&d.extra)].hash(&mut identity);
+        for (_, d) in sif.descriptors() {
             let ino = self.object_file(d);
             self.link(objects, &names::object_file_name(d), ino);
         }
-        let identity = std::hash::Hasher::finish(&identity);
         let doc = self.file(
             Content::Descriptors {
-                identity,
-                len: sif_json::descriptors_len(sif),
+                identity: next_tree_number(),
+                len: std::sync::OnceLock::new(),
                 doc: std::sync::OnceLock::new(),
             },
             self.mtime,

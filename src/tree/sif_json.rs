@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::sif::{format_uuid, Descriptor, Header, Link, SifImage};
+use crate::sif::{
+    for_each_used_descriptor, format_uuid, Descriptor, Header, Link, SifError, Storage,
+};
 
 fn text(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -120,17 +122,25 @@ impl Shown {
     }
 }
 
-/// Every used descriptor of an image, as one JSON array.
-struct ShownList<'a>(&'a SifImage);
+/// Every used descriptor of the image in a storage, as one JSON array, read from the
+/// table as it is serialized (see [`for_each_used_descriptor`]).
+struct ShownList<'a>(&'a dyn Storage);
 
 impl serde::Serialize for ShownList<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
+        use serde::ser::{Error, SerializeSeq};
         let mut seq = s.serialize_seq(None)?;
-        for (slot, d) in self.0.descriptors() {
-            seq.serialize_element(&Shown::of(slot, d))?;
+        let mut failed = None;
+        for_each_used_descriptor(self.0, |slot, d| {
+            if failed.is_none() {
+                failed = seq.serialize_element(&Shown::of(slot, d)).err();
+            }
+        })
+        .map_err(S::Error::custom)?;
+        match failed {
+            Some(e) => Err(e),
+            None => seq.end(),
         }
-        seq.end()
     }
 }
 
@@ -147,27 +157,35 @@ impl std::io::Write for Counter {
     }
 }
 
-/// Every used descriptor, in slot order, as pretty-printed JSON with a final newline.
-pub fn descriptors(sif: &SifImage) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(&ShownList(sif))
-        .expect("serializing plain fields to memory cannot fail");
+/// Every used descriptor of the image in `storage`, in slot order, as pretty-printed
+/// JSON with a final newline. Only the document is held, never the decoded table.
+pub fn descriptors(storage: &dyn Storage) -> Result<Vec<u8>, SifError> {
+    let mut out = Vec::new();
+    serde_json::to_writer_pretty(&mut out, &ShownList(storage)).map_err(table_error)?;
     out.push(b'\n');
-    out
+    Ok(out)
 }
 
-/// The length of [`descriptors`], found without keeping the document: the tree must know
-/// every file's size, and this one is megabytes for a large image yet seldom read.
-pub fn descriptors_len(sif: &SifImage) -> u64 {
+/// The length of [`descriptors`], found without keeping the document: a `stat` must know
+/// it, and the document is megabytes for a large image yet seldom read.
+pub fn descriptors_len(storage: &dyn Storage) -> Result<u64, SifError> {
     let mut count = Counter(0);
-    serde_json::to_writer_pretty(&mut count, &ShownList(sif))
-        .expect("counting bytes of plain fields cannot fail");
-    count.0 + 1
+    serde_json::to_writer_pretty(&mut count, &ShownList(storage)).map_err(table_error)?;
+    Ok(count.0 + 1)
+}
+
+/// Serializing plain fields cannot fail, so an error is the table's (a failed read).
+fn table_error(e: serde_json::Error) -> SifError {
+    SifError::io(
+        "cannot read descriptor table",
+        std::io::Error::other(e.to_string()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sif::{CreateOptions, DataType, MemStorage, ObjectInput};
+    use crate::sif::{CreateOptions, DataType, MemStorage, ObjectInput, SifImage};
 
     /// The streamed document is exactly what pretty-printing the whole array gives.
     #[test]
@@ -183,13 +201,14 @@ mod tests {
             )
             .unwrap();
             let list: Vec<Value> = sif.descriptors().map(|(s, d)| descriptor(s, d)).collect();
-            let doc = descriptors(&sif);
+            let storage = sif.into_storage();
+            let doc = descriptors(&*storage).unwrap();
             assert_eq!(
                 String::from_utf8(doc.clone()).unwrap(),
                 String::from_utf8(pretty(&Value::Array(list))).unwrap(),
                 "{count} objects"
             );
-            assert_eq!(descriptors_len(&sif), doc.len() as u64);
+            assert_eq!(descriptors_len(&*storage).unwrap(), doc.len() as u64);
         }
     }
 }

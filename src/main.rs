@@ -127,6 +127,7 @@ pub fn one_line(text: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     let mounting = cli.image.is_some();
     let foreground = cli.foreground || cli.debug;
@@ -331,5 +332,18 @@ impl Write for Stdout {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => other,
         }
+    }
+}
+
+/// Keeps every thread's allocations in one glibc arena. A read-write mount rebuilds its
+/// tree in whichever FUSE thread runs the commit; with an arena per thread, each arena
+/// kept a tree's worth of pages, and a mount of 10,000 blobs grew from 25 to 58 MB
+/// resident in three attaches. The threads allocate little besides, so sharing one
+/// arena's lock costs nothing measurable.
+fn one_malloc_arena() {
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

@@ -1510,8 +1510,9 @@ impl State {
             self.tree.enter_numbers(&mut self.table);
         }
         tree.renumber(&mut self.table);
-        self.tree = tree;
+        drop(std::mem::replace(&mut self.tree, tree));
         self.index_entry_files();
+        release_freed_memory();
         Ok(())
     }
 
@@ -1548,6 +1549,18 @@ impl State {
                 }
             }
         }
+    }
+}
+
+/// Gives the pages of freed memory back to the system. A rebuild frees a whole tree
+/// (megabytes for a large image), and glibc's allocator keeps freed pages in the arena
+/// of whichever FUSE thread ran the commit: without this, a daemon's resident memory
+/// grew by a tree's size with every attach (25 MB each for 10,000 blobs).
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -304,11 +304,12 @@ if ! fresh small "$stamp"; then
     "$bench_data" big "$data/small.oci.sif" --size 1M >"$data/small.info"
     echo "$stamp" >"$data/small.stamp"
 fi
-stamp="drops count=$ATTACHES code=$code_hash"
+stamp="drops count=$ATTACHES blobs=$BLOBS code=$code_hash"
 if ! fresh drops "$stamp"; then
-    rm -rf "$data/drops-small" "$data/drops-big" "$data/drops.stamp"
+    rm -rf "$data/drops-small" "$data/drops-big" "$data/drops-many" "$data/drops.stamp"
     "$bench_data" drops "$data/drops-small" --target "$(info small manifest_digest)" --count "$ATTACHES"
     "$bench_data" drops "$data/drops-big" --target "$big_manifest" --count "$ATTACHES"
+    "$bench_data" drops "$data/drops-many" --target "$(info many manifest_digest)" --count "$ATTACHES"
     echo "$stamp" >"$data/drops.stamp"
 fi
 
@@ -477,7 +478,7 @@ done
 # --- 5. Attaching -----------------------------------------------------------------------
 # On a copy of each image, mounted read-write (the default for a writable image); the
 # payloads and signatures were made beforehand, so only the attach is timed.
-echo "    $ATTACHES attaches on a 1 MiB image and on the $SIZE image"
+echo "    $ATTACHES attaches on a 1 MiB image, on the $SIZE image and on the $BLOBS-blob image"
 attach() { # NAME SOURCE-IMAGE DROPS
     local image=$run/attach-$1.oci.sif k v
     cp "$2" "$image"
@@ -501,6 +502,8 @@ attach() { # NAME SOURCE-IMAGE DROPS
 failed=()
 attach small "$data/small.oci.sif" "$data/drops-small"
 attach big "$data/big.oci.sif" "$data/drops-big"
+# Not a target row: what an image's entry count, rather than its size, costs an attach.
+attach many "$data/many.oci.sif" "$data/drops-many"
 
 # --- The report ---------------------------------------------------------------------------
 elapsed=$(((${EPOCHREALTIME/[.,]/} - started) / 1000000))
@@ -568,14 +571,19 @@ def attach_ms(name):
     k = f"attach_{name}_median_ms"
     return float(one(k)) if k in s else None
 a_small, a_big = attach_ms("small"), attach_ms("big")
-for name, label in (("small", "1 MiB"), ("big", size)):
+for name, label in (("small", "1 MiB"), ("big", size), ("many", f"{blobs}-blob")):
     if f"attach_{name}_error" in s:
         rows.append((f"attach ({attaches}) on the {label} image",
                      "failed: " + one(f"attach_{name}_error"), "", "", "", "≤ 10 ms", verdict(False)))
         continue
+    if f"attach_{name}_median_ms" not in s:
+        continue
     med_ms = attach_ms(name)
     p99 = float(one(f"attach_{name}_p99_ms"))
     target, met, ratio = "≤ 10 ms", verdict(med_ms <= 10), ""
+    if name == "many":
+        # The targets are about image size; this row shows what the entry count costs.
+        target, met = "", ""
     if name == "big":
         target = "≤ 10 ms, ≤ 1.5× 1 MiB"
         if a_small is not None:
@@ -598,7 +606,8 @@ for name, label in (("small", "1 MiB"), ("big", size)):
                  "", ""))
 for key, label in (("seq", f"sequential reads of {size}"), ("rand", "random reads"),
                    ("many", f"{blobs} blobs, ls/find"), ("signed", f"{sigs} signatures"),
-                   ("attach_small", "attaching, 1 MiB image"), ("attach_big", f"attaching, {size} image")):
+                   ("attach_small", "attaching, 1 MiB image"), ("attach_big", f"attaching, {size} image"),
+                   ("attach_many", f"attaching, {blobs}-blob image")):
     k_sif = f"rss_{key}_sif" if key in ("seq", "rand", "many", "signed") else f"rss_{key}"
     if k_sif not in s:
         continue

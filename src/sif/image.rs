@@ -17,6 +17,7 @@ use super::digest::{Digest, Hasher};
 use super::error::{Result, SifError};
 use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
 use super::journal::{FileJournal, Journaling};
+use super::slots::Slots;
 use super::storage::Storage;
 use super::{EXTRA_LEN, NAME_LEN, ZERO_TIME};
 
@@ -236,7 +237,7 @@ pub struct SifImage {
     pub(super) storage: Box<dyn Storage>,
     pub(super) header: Header,
     /// Every slot of the table, used or not, in table order.
-    pub(super) slots: Vec<Descriptor>,
+    pub(super) slots: Slots,
     mode: OpenMode,
     /// The update journal and the running transaction (`journal.rs`).
     pub(super) journal: Journaling,
@@ -287,7 +288,7 @@ impl SifImage {
         let image = SifImage {
             storage,
             header,
-            slots,
+            slots: Slots::written(slots),
             mode,
             journal: Journaling::default(),
         };
@@ -380,7 +381,7 @@ impl SifImage {
         let mut image = SifImage {
             storage,
             header,
-            slots: vec![Descriptor::unused(); opts.capacity as usize],
+            slots: Slots::unwritten(vec![Descriptor::unused(); opts.capacity as usize]),
             mode: OpenMode::ReadWrite,
             journal: Journaling::default(),
         };
@@ -766,14 +767,27 @@ impl SifImage {
             .map_err(|e| SifError::io("cannot zero object data", e))
     }
 
+    /// Writes the slots changed since the table was last written, then the header.
     pub(super) fn write_table_and_header(&mut self) -> Result<()> {
-        let mut table = Vec::with_capacity(self.slots.len() * DESCRIPTOR_SIZE);
-        for d in &self.slots {
-            table.extend_from_slice(&d.encode());
+        let runs = self.slots.dirty_runs();
+        if runs.is_empty() {
+            // What writing a table of no slots did: a new image of capacity 0 still
+            // reaches its table's (empty) place, as upstream's does.
+            self.storage
+                .write_all_at(&[], self.header.descriptors_offset as u64)
+                .map_err(|e| SifError::io("cannot write descriptor table", e))?;
         }
-        self.storage
-            .write_all_at(&table, self.header.descriptors_offset as u64)
-            .map_err(|e| SifError::io("cannot write descriptor table", e))?;
+        for run in runs {
+            let at = self.header.descriptors_offset as u64 + (run.start * DESCRIPTOR_SIZE) as u64;
+            let mut table = Vec::with_capacity(run.len() * DESCRIPTOR_SIZE);
+            for d in &(*self.slots)[run] {
+                table.extend_from_slice(&d.encode());
+            }
+            self.storage
+                .write_all_at(&table, at)
+                .map_err(|e| SifError::io("cannot write descriptor table", e))?;
+        }
+        self.slots.mark_written();
         self.storage
             .write_all_at(&self.header.encode(), 0)
             .map_err(|e| SifError::io("cannot write header", e))

@@ -14,6 +14,7 @@ mod image;
 pub mod integrity;
 mod journal;
 mod overlay;
+mod slots;
 mod storage;
 mod writer_lock;
 

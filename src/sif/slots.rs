@@ -99,6 +99,9 @@ mod tests {
         assert!(s.dirty_runs().is_empty());
         s.resize(12, Descriptor::unused());
         assert_eq!(s.dirty_runs(), vec![10..12]);
-        assert_eq!(Slots::unwritten(vec![Descriptor::unused(); 3]).dirty_runs(), vec![0..3]);
+        assert_eq!(
+            Slots::unwritten(vec![Descriptor::unused(); 3]).dirty_runs(),
+            vec![0..3]
+        );
     }
 }

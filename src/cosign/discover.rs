@@ -8,7 +8,7 @@
 //! * OCI 1.1 referrers: manifests with a `subject`, listed in the root index or (as
 //!   `cosign save` leaves them) present only as blobs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{is_cosign_ref, KIND_ANNOTATION};
 use crate::oci::{Descriptor, Index, OciSif};
@@ -192,9 +192,16 @@ fn reachable_blobs(oci: &OciSif, index: &Index) -> HashSet<Digest> {
 struct Found {
     entries: Vec<Entry>,
     names: HashSet<String>,
-    /// Manifests already turned into entries (a referrer listed twice, or both listed
-    /// and tagged, gives its entries once).
+    /// The next counter to try for each base name, so that a name taken by the n-th
+    /// signature image with the same tag costs one try, not n.
+    next: HashMap<String, usize>,
+    /// Manifests already read as signature images, whether they gave entries or not (a
+    /// referrer listed twice, or both listed and tagged, gives its entries once; a
+    /// broken one listed 100,000 times is read and reported once).
     manifests: HashSet<Digest>,
+    /// Blobs already probed for a `subject`: the root index may list one blob any
+    /// number of times, and each probe reads it whole.
+    probed: HashSet<Digest>,
 }
 
 impl Found {
@@ -246,7 +253,7 @@ impl Found {
 
     /// `digest` as a referrer manifest, if it is one.
     fn referrer(&mut self, oci: &OciSif, digest: &Digest, listed: bool, d: &mut Discovery) {
-        if self.manifests.contains(digest) {
+        if self.manifests.contains(digest) || !self.probed.insert(*digest) {
             return;
         }
         let Ok(bytes) = oci.read_blob(digest) else {
@@ -288,6 +295,9 @@ impl Found {
         origin: Origin,
         d: &mut Discovery,
     ) {
+        if !self.manifests.insert(manifest) {
+            return;
+        }
         let refs = match oci.read_blob(&manifest).and_then(|b| {
             serde_json::from_slice::<SignatureLayers>(&b).map_err(|e| crate::oci::OciError::Json {
                 what: format!("manifest {manifest}"),
@@ -301,9 +311,6 @@ impl Found {
                 return;
             }
         };
-        if !self.manifests.insert(manifest) {
-            return;
-        }
         let layers = refs.layers.unwrap_or_default();
         if layers.len() > MAX_LAYERS {
             d.warnings.push(format!(
@@ -330,10 +337,14 @@ impl Found {
             } else {
                 base.clone()
             };
-            let mut n = 2;
-            while self.names.contains(&name) {
+            if self.names.contains(&name) {
+                let n = self.next.entry(base.clone()).or_insert(2);
                 name = format!("{base}.{n}");
-                n += 1;
+                while self.names.contains(&name) {
+                    *n += 1;
+                    name = format!("{base}.{n}");
+                }
+                *n += 1;
             }
             self.names.insert(name.clone());
             if oci.blob(&layer.digest).is_none() {

@@ -207,6 +207,18 @@ impl Index {
         out.into_bytes()
     }
 
+    /// What [`Index::to_go_json`] gives for [`Index::empty`] holding just `entry`, without
+    /// copying it: an entry can carry a million annotations.
+    pub fn single_entry_go_json(entry: &Descriptor) -> Vec<u8> {
+        let mut out = String::new();
+        let mut o = GoObject::begin(&mut out);
+        o.int("schemaVersion", 2);
+        o.str_opt("mediaType", Some(media_type::OCI_INDEX));
+        write_descriptor_array(o.key("manifests"), std::slice::from_ref(entry));
+        o.end();
+        out.into_bytes()
+    }
+
     /// Appends an entry at the end. With a reference name, the name moves to the new
     /// entry: any other entry carrying it loses the annotation but stays
     /// (oci-tools `OptAppendReference`).
@@ -363,5 +375,20 @@ impl References {
             what: format!("manifest {digest}"),
             source: e,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_entry_index_is_the_empty_index_holding_it() {
+        let mut entry = Descriptor::of(media_type::OCI_MANIFEST, b"{}");
+        entry.set_annotation(REF_NAME, "a\"b");
+        entry.set_annotation("z", "\u{1}");
+        let mut index = Index::empty();
+        index.manifests = Some(vec![entry.clone()]);
+        assert_eq!(Index::single_entry_go_json(&entry), index.to_go_json());
     }
 }

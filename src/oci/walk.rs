@@ -2,6 +2,8 @@
 //! step 3, §7.6 step 3): for an image its layers, its config, then the manifest; for a
 //! nested index its children first, then the index itself.
 
+use std::collections::HashSet;
+
 use super::error::{OciError, Result};
 use super::media_type;
 use super::model::{Descriptor, References};
@@ -20,49 +22,77 @@ pub enum OtherMediaTypes {
     Reject,
 }
 
-/// Lists every digest `entries` reference, in write order, duplicates included.
+/// Lists every digest `entries` reference, in write order, duplicates included; the
+/// first listing of a document gives what it references, later ones only its own digest.
+/// Callers keep the first of each digest, so the order is the same as if every listing
+/// were walked, but a graph of indexes that each list the next many times (a few
+/// kilobytes unfolding into billions of paths) is walked once per document. An index
+/// that lists itself through its entries (possible only with digests that do not match
+/// the bytes) is refused.
 pub fn blobs_in_write_order(
     entries: &[Descriptor],
     fetch: &dyn Fn(&Digest) -> Result<Vec<u8>>,
     others: OtherMediaTypes,
 ) -> Result<Vec<Digest>> {
     let mut out = Vec::new();
-    walk(entries, fetch, others, 0, &mut out)?;
+    let mut state = Walk {
+        fetch,
+        others,
+        done: HashSet::new(),
+        open: Vec::new(),
+    };
+    walk(entries, &mut state, 0, &mut out)?;
     Ok(out)
+}
+
+struct Walk<'f> {
+    fetch: &'f dyn Fn(&Digest) -> Result<Vec<u8>>,
+    others: OtherMediaTypes,
+    /// Indexes and manifests already walked.
+    done: HashSet<Digest>,
+    /// The indexes being walked, outermost first.
+    open: Vec<Digest>,
 }
 
 fn walk(
     entries: &[Descriptor],
-    fetch: &dyn Fn(&Digest) -> Result<Vec<u8>>,
-    others: OtherMediaTypes,
+    st: &mut Walk<'_>,
     depth: usize,
     out: &mut Vec<Digest>,
 ) -> Result<()> {
-    if depth > MAX_INDEX_DEPTH {
-        return Err(OciError::Invalid {
-            what: "image index".into(),
-            problem: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
-        });
-    }
     for e in entries {
+        let document =
+            media_type::is_index(&e.media_type) || media_type::is_manifest(&e.media_type);
+        if st.open.contains(&e.digest) {
+            return Err(OciError::Invalid {
+                what: format!("image index {}", e.digest),
+                problem: "lists itself through its own entries (a cycle)".into(),
+            });
+        }
+        if document && !st.done.insert(e.digest) {
+            out.push(e.digest);
+            continue;
+        }
         if media_type::is_index(&e.media_type) {
-            let refs = References::parse(&fetch(&e.digest)?, &e.digest)?;
-            walk(
-                refs.manifests.as_deref().unwrap_or(&[]),
-                fetch,
-                others,
-                depth + 1,
-                out,
-            )?;
+            if depth >= MAX_INDEX_DEPTH {
+                return Err(OciError::Invalid {
+                    what: format!("image index {}", e.digest),
+                    problem: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
+                });
+            }
+            let refs = References::parse(&(st.fetch)(&e.digest)?, &e.digest)?;
+            st.open.push(e.digest);
+            walk(refs.manifests.as_deref().unwrap_or(&[]), st, depth + 1, out)?;
+            st.open.pop();
         } else if media_type::is_manifest(&e.media_type) {
-            let refs = References::parse(&fetch(&e.digest)?, &e.digest)?;
+            let refs = References::parse(&(st.fetch)(&e.digest)?, &e.digest)?;
             out.extend(refs.layers.iter().flatten().map(|l| l.digest));
             let config = refs.config.ok_or_else(|| OciError::Invalid {
                 what: format!("manifest {}", e.digest),
                 problem: "has no config".into(),
             })?;
             out.push(config.digest);
-        } else if others == OtherMediaTypes::Reject {
+        } else if st.others == OtherMediaTypes::Reject {
             return Err(OciError::UnexpectedMediaType {
                 digest: e.digest,
                 media_type: e.media_type.clone(),
@@ -71,4 +101,86 @@ fn walk(
         out.push(e.digest);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn doc(map: &mut HashMap<Digest, Vec<u8>>, value: serde_json::Value) -> Digest {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let d = Digest::of(&bytes);
+        map.insert(d, bytes);
+        d
+    }
+
+    fn entry(mt: &str, d: &Digest) -> serde_json::Value {
+        serde_json::json!({"mediaType": mt, "size": 1, "digest": d.to_string()})
+    }
+
+    fn entries(v: Vec<serde_json::Value>) -> Vec<Descriptor> {
+        serde_json::from_value(serde_json::Value::Array(v)).unwrap()
+    }
+
+    #[test]
+    fn a_document_listed_again_adds_only_its_digest() {
+        let mut docs = HashMap::new();
+        let (layer, config) = (Digest::of(b"layer"), Digest::of(b"config"));
+        let m = doc(
+            &mut docs,
+            serde_json::json!({"config": entry("c", &config), "layers": [entry("l", &layer)]}),
+        );
+        let i = doc(
+            &mut docs,
+            serde_json::json!({"manifests": [entry(media_type::OCI_MANIFEST, &m)]}),
+        );
+        let list = entries(vec![
+            entry(media_type::OCI_INDEX, &i),
+            entry(media_type::OCI_MANIFEST, &m),
+            entry(media_type::OCI_INDEX, &i),
+        ]);
+        let fetch = |d: &Digest| Ok(docs[d].clone());
+        let order = blobs_in_write_order(&list, &fetch, OtherMediaTypes::Reject).unwrap();
+        assert_eq!(order, vec![layer, config, m, i, m, i]);
+    }
+
+    #[test]
+    fn a_cycle_is_refused() {
+        // Only a digest that is not the bytes' own can make one.
+        let me = Digest::of(b"not the index");
+        let index = serde_json::to_vec(
+            &serde_json::json!({"manifests": [entry(media_type::OCI_INDEX, &me)]}),
+        )
+        .unwrap();
+        let fetch = |_: &Digest| Ok(index.clone());
+        let list = entries(vec![entry(media_type::OCI_INDEX, &me)]);
+        let e = blobs_in_write_order(&list, &fetch, OtherMediaTypes::Reject).unwrap_err();
+        assert!(e.to_string().contains("a cycle"), "{e}");
+    }
+
+    #[test]
+    fn a_wide_graph_is_walked_once_per_document() {
+        // Eight levels each listing the next 50 times: 50^8 paths, 9 documents.
+        let mut docs = HashMap::new();
+        let mut below = entry(
+            media_type::OCI_MANIFEST,
+            &doc(
+                &mut docs,
+                serde_json::json!({"config": entry("c", &Digest::of(b"c"))}),
+            ),
+        );
+        for _ in 0..MAX_INDEX_DEPTH {
+            let level = doc(&mut docs, serde_json::json!({"manifests": vec![below; 50]}));
+            below = entry(media_type::OCI_INDEX, &level);
+        }
+        let fetches = std::cell::Cell::new(0);
+        let fetch = |d: &Digest| {
+            fetches.set(fetches.get() + 1);
+            Ok(docs[d].clone())
+        };
+        blobs_in_write_order(&entries(vec![below]), &fetch, OtherMediaTypes::Reject).unwrap();
+        assert_eq!(fetches.get(), MAX_INDEX_DEPTH + 1);
+    }
 }

@@ -18,6 +18,18 @@ pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion": "1.0.0"}"#;
 /// them (real images nest one level; a cycle would otherwise never end).
 const MAX_IMAGE_DEPTH: usize = 8;
 
+/// The most names `/images` holds (man/sifmount.1, LIMITS). `/images` unfolds the graph of
+/// indexes and manifests into a tree, and a graph of a few kilobytes can unfold into
+/// billions of directories: an index may list one manifest any number of times, or each
+/// of nested indexes list the next many times. Each name costs about 200 bytes, so the
+/// bound keeps such an image to about 50 MB of memory; real images need hundreds.
+pub const MAX_IMAGE_NAMES: usize = 250_000;
+
+/// The most warnings a report keeps: a hostile image can have a problem per entry of a
+/// 100,000-entry index, and one line per problem would flood the log. The rest are
+/// counted in a last line.
+const MAX_WARNINGS: usize = 1000;
+
 /// What the tree could not show, one line each; the command line logs them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BuildReport {
@@ -47,6 +59,12 @@ pub(super) fn build(
         options,
         cosign_dir: None,
         cosign_entries: Vec::new(),
+        names: 0,
+        image_names_end: usize::MAX,
+        images_truncated: false,
+        ancestors: Vec::new(),
+        unreadable: HashMap::new(),
+        dropped_warnings: 0,
     };
     let root = b.dir(ROOT);
     debug_assert_eq!(root, ROOT);
@@ -72,6 +90,10 @@ pub(super) fn build(
     let image_len = sif
         .file_len()
         .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+    if b.dropped_warnings > 0 {
+        let more = format!("{shown}: {} more warnings not shown", b.dropped_warnings);
+        b.report.warnings.push(more);
+    }
     let nodes = b.finish();
     let mut tree = Tree {
         path: path.to_path_buf(),
@@ -133,13 +155,45 @@ pub(super) struct Builder<'o> {
     pub(super) cosign_dir: Option<Ino>,
     /// Each `/cosign/<entry>/` directory and the entry it shows.
     pub(super) cosign_entries: Vec<(Ino, cosign::Entry)>,
+    /// Names linked so far, and the count at which `/images` is full
+    /// ([`MAX_IMAGE_NAMES`]; `usize::MAX` until `/images` is built).
+    names: usize,
+    image_names_end: usize,
+    images_truncated: bool,
+    /// The indexes being unfolded under `/images`, outermost first: one that lists any
+    /// of them is a cycle (possible only with digests that do not match the bytes).
+    ancestors: Vec<Digest>,
+    /// Documents under `/images` that could not be read or parsed, with why: an index
+    /// may list the same broken megabyte 100,000 times, and it is read once.
+    unreadable: HashMap<Digest, String>,
+    /// Warnings past [`MAX_WARNINGS`].
+    dropped_warnings: usize,
 }
 
 impl Builder<'_> {
     pub(super) fn warn(&mut self, message: String) {
+        if self.report.warnings.len() >= MAX_WARNINGS {
+            self.dropped_warnings += 1;
+            return;
+        }
         self.report
             .warnings
             .push(format!("{}: {message}", self.path));
+    }
+
+    /// Whether `/images` has all the names it may hold; says so once.
+    fn images_full(&mut self) -> bool {
+        if self.names < self.image_names_end {
+            return false;
+        }
+        if !self.images_truncated {
+            self.images_truncated = true;
+            self.warn(format!(
+                "images: more than {MAX_IMAGE_NAMES} names (indexes that list the same \
+                 images many times?); the rest of /images is not shown"
+            ));
+        }
+        true
     }
 
     fn push(&mut self, data: NodeData, mtime: i64, crtime: i64, parent: Ino) -> Ino {
@@ -209,6 +263,7 @@ impl Builder<'_> {
     /// Adds `name` → `child` to directory `dir`. Callers make names unique per directory.
     pub(super) fn link(&mut self, dir: Ino, name: &str, child: Ino) {
         let kind = self.nodes[(child - 1) as usize].kind();
+        self.names += 1;
         self.node_mut(child).nlink += 1;
         match &mut self.node_mut(dir).data {
             NodeData::Dir(entries) => entries.push(DirEntry {
@@ -273,14 +328,18 @@ impl Builder<'_> {
         let cosign_dir = self.subdir(ROOT, "cosign");
         self.cosign_dir = Some(cosign_dir);
         let images = self.subdir(ROOT, "images");
+        // Discovery parses the root index too, and drops it before it is parsed here: a
+        // root index of 100,000 entries is tens of megabytes parsed, and two at once
+        // would double a mount's peak memory.
+        let discovery = cosign::discover(oci);
         let index = match oci.root_index_bytes().and_then(|b| Index::parse(&b)) {
             Ok(index) => index,
             Err(e) => {
+                // (Discovery says the same of the root index: not repeated.)
                 self.warn(format!("root index: {e}; /images and /cosign are empty"));
                 return;
             }
         };
-        let discovery = cosign::discover(oci);
         for w in &discovery.warnings {
             self.warn(format!("cosign: {w}"));
         }
@@ -291,15 +350,20 @@ impl Builder<'_> {
                 .push(e.name.clone());
         }
         self.images(oci, images, &index, layout);
-        self.cosign_entries(oci, cosign_dir, &discovery.entries);
+        drop(index);
+        self.cosign_entries(oci, cosign_dir, discovery.entries);
     }
 
     /// `/images/<name>/` for every root-index entry that is not a cosign image.
     fn images(&mut self, oci: &OciSif, images: Ino, index: &Index, layout: Ino) {
+        self.image_names_end = self.names.saturating_add(MAX_IMAGE_NAMES);
         let mut taken = UniqueNames::default();
         for entry in index.entries() {
             if entry.ref_name().is_some_and(cosign::is_cosign_ref) {
                 continue;
+            }
+            if self.images_full() {
+                break;
             }
             let name = taken.claim(names::image_name(entry), &entry.digest);
             self.image_layout(oci, images, &name, entry, layout);
@@ -318,9 +382,7 @@ impl Builder<'_> {
     ) {
         let dir = self.subdir(images, name);
         self.link(dir, "oci-layout", layout);
-        let mut index = Index::empty();
-        index.manifests = Some(vec![entry.clone()]);
-        self.generated(dir, "index.json", index.to_go_json());
+        self.generated(dir, "index.json", Index::single_entry_go_json(entry));
         self.symlink(dir, "blobs", "../../blobs".to_string());
         self.image_content(oci, dir, entry, 2, &format!("images/{name}"));
     }
@@ -332,6 +394,9 @@ impl Builder<'_> {
         let names = self.signatures.get(digest).cloned().unwrap_or_default();
         let to_root = "../".repeat(depth + 1);
         for name in names {
+            if self.images_full() {
+                break;
+            }
             self.symlink(sigs, &name, format!("{to_root}cosign/{name}"));
         }
     }
@@ -348,13 +413,22 @@ impl Builder<'_> {
         at: &str,
     ) {
         let digest = entry.digest;
+        if self.images_full() {
+            return;
+        }
         let Some(&blob) = self.blobs.get(&digest) else {
             self.warn(format!("{at}: blob {digest} is not in the image"));
             return;
         };
+        if let Some(why) = self.unreadable.get(&digest) {
+            let why = why.clone();
+            self.warn(format!("{at}: {why}"));
+            return;
+        }
         let refs = match oci.references(&digest) {
             Ok(refs) => refs,
             Err(e) => {
+                self.unreadable.insert(digest, e.to_string());
                 self.warn(format!("{at}: {e}"));
                 return;
             }
@@ -373,11 +447,25 @@ impl Builder<'_> {
                 return;
             }
             let mut taken = UniqueNames::default();
+            self.ancestors.push(digest);
             for m in refs.manifests.as_deref().unwrap_or(&[]) {
+                if self.images_full() {
+                    break;
+                }
+                if self.ancestors.contains(&m.digest) {
+                    self.warn(format!(
+                        "{at}: index {digest} lists {}, one of the indexes it is listed in (a \
+                         cycle, which only digests that do not match the bytes can make); not \
+                         followed",
+                        m.digest
+                    ));
+                    continue;
+                }
                 let name = taken.claim(names::platform_dir_name(m), &m.digest);
                 let sub = self.subdir(dir, &name);
                 self.image_content(oci, sub, m, depth + 1, &format!("{at}/{name}"));
             }
+            self.ancestors.pop();
             return;
         }
         self.link(dir, "manifest.json", blob);
@@ -395,6 +483,9 @@ impl Builder<'_> {
         let layers = refs.layers.as_deref().unwrap_or(&[]);
         let layers_dir = self.subdir(dir, "layers");
         for (i, layer) in layers.iter().enumerate() {
+            if self.images_full() {
+                break;
+            }
             if !self.blobs.contains_key(&layer.digest) {
                 // The link is still made: a dangling link says exactly what is missing.
                 self.warn(format!(

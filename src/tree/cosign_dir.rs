@@ -1,13 +1,16 @@
 //! `/cosign/<entry>/`: one directory per signature, attestation, SBOM or referrer layer
 //! (DESIGN.md §3), with the payload, its annotations and what they mean as files.
 
+use std::collections::HashMap;
+
 use super::build::Builder;
-use super::Ino;
+use super::{Content, Ino};
 use crate::cosign::{
     self, bundle_envelope, Entry, EntryKind, Envelope, Statement, Subject, ANNOTATION_FILES,
     BUNDLE_MEDIA_TYPE_PREFIX, DSSE_MEDIA_TYPE,
 };
 use crate::oci::OciSif;
+use crate::sif::Digest;
 
 /// Payloads larger than this are shown but not parsed for `statement.json` or verified
 /// (cosign's own limit on attachments is 128 MiB; statements are kilobytes).
@@ -27,15 +30,24 @@ fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
 impl Builder<'_> {
     /// Every entry's directory under `cosign_dir`. Runs after `/images` is built, so that
     /// `target` can say where the target is shown.
-    pub(super) fn cosign_entries(&mut self, oci: &OciSif, cosign_dir: Ino, entries: &[Entry]) {
+    /// The entries are moved into the tree, not copied: 20,000 signatures are tens of
+    /// megabytes of entries.
+    pub(super) fn cosign_entries(&mut self, oci: &OciSif, cosign_dir: Ino, entries: Vec<Entry>) {
+        let mut envelopes = HashMap::new();
         for entry in entries {
             let dir = self.subdir(cosign_dir, &entry.name);
-            self.cosign_entry(oci, dir, entry);
-            self.cosign_entries.push((dir, entry.clone()));
+            self.cosign_entry(oci, dir, &entry, &mut envelopes);
+            self.cosign_entries.push((dir, entry));
         }
     }
 
-    fn cosign_entry(&mut self, oci: &OciSif, dir: Ino, entry: &Entry) {
+    fn cosign_entry(
+        &mut self,
+        oci: &OciSif,
+        dir: Ino,
+        entry: &Entry,
+        envelopes: &mut HashMap<(Digest, bool), EnvelopeFiles>,
+    ) {
         let annotations = entry.annotations();
         let payload = self.blobs.get(&entry.layer.digest).copied();
         match payload {
@@ -60,8 +72,20 @@ impl Builder<'_> {
 
         // Everything below needs the payload's bytes: read them only for envelopes and
         // when verifying, so that mounting an image with many signatures stays cheap.
-        let wanted = !self.options.keys.is_empty() || carries_envelope(entry);
-        let bytes = match (payload, wanted && entry.layer.size <= MAX_PARSED_PAYLOAD) {
+        // An envelope is parsed once however many entries carry it: 100,000 layers can
+        // name one 16 MiB payload, and each entry reading, decoding and holding its own
+        // statement would take terabytes.
+        let envelope_key = carries_envelope(entry).then(|| {
+            let bundle =
+                entry.kind != EntryKind::Attestation && entry.layer.media_type != DSSE_MEDIA_TYPE;
+            (entry.layer.digest, bundle)
+        });
+        let known = envelope_key.and_then(|k| envelopes.get(&k).copied());
+        let wanted = !self.options.keys.is_empty() || (envelope_key.is_some() && known.is_none());
+        // The stored size, not the one the layer descriptor claims: a descriptor that says
+        // 10 bytes must not make the mount read and parse 60 MB.
+        let stored = oci.blob(&entry.layer.digest).map_or(i64::MAX, |d| d.size);
+        let bytes = match (payload, wanted && stored <= MAX_PARSED_PAYLOAD) {
             (Some(_), true) => match oci.read_blob(&entry.layer.digest) {
                 Ok(b) => Some(b),
                 Err(e) => {
@@ -71,13 +95,20 @@ impl Builder<'_> {
             },
             _ => None,
         };
-        if let Some(envelope) = bytes.as_deref().and_then(|b| envelope_of(entry, b)) {
-            self.generated(dir, "statement.json", envelope.payload.clone());
-            let predicate = Statement::parse(&envelope.payload)
-                .ok()
-                .and_then(|s| s.predicate_type);
-            if let Some(p) = predicate {
-                self.generated(dir, "predicate-type", line(&p));
+        if let Some(key) = envelope_key {
+            let files = match known {
+                Some(files) => files,
+                None => {
+                    let files = self.envelope_files(bytes.as_deref(), entry);
+                    envelopes.insert(key, files);
+                    files
+                }
+            };
+            if let Some(ino) = files.statement {
+                self.link(dir, "statement.json", ino);
+            }
+            if let Some(ino) = files.predicate_type {
+                self.link(dir, "predicate-type", ino);
             }
         }
         if !self.options.keys.is_empty() {
@@ -98,6 +129,37 @@ impl Builder<'_> {
                 },
             };
             self.generated(dir, "verified", verdict.to_file_text().into_bytes());
+        }
+    }
+}
+
+/// The files made from one payload's envelope, shared by the entries that carry it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct EnvelopeFiles {
+    statement: Option<Ino>,
+    predicate_type: Option<Ino>,
+}
+
+impl Builder<'_> {
+    /// `statement.json` and `predicate-type` of an envelope payload, not yet linked.
+    fn envelope_files(&mut self, payload: Option<&[u8]>, entry: &Entry) -> EnvelopeFiles {
+        let Some(envelope) = payload.and_then(|b| envelope_of(entry, b)) else {
+            return EnvelopeFiles::default();
+        };
+        let predicate = Statement::parse(&envelope.payload)
+            .ok()
+            .and_then(|s| s.predicate_type);
+        let (mtime, crtime) = (self.mtime, self.crtime);
+        let statement = self.file(
+            Content::Bytes(envelope.payload.into_boxed_slice()),
+            mtime,
+            crtime,
+        );
+        let predicate_type = predicate
+            .map(|p| self.file(Content::Bytes(line(&p).into_boxed_slice()), mtime, crtime));
+        EnvelopeFiles {
+            statement: Some(statement),
+            predicate_type,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Names of generated directory entries: safe as one path component, short, stable for
 //! the same image, unique within their directory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::oci::Descriptor;
 use crate::sif::{DataType, Descriptor as SifDescriptor, Digest};
@@ -101,6 +101,9 @@ pub fn object_file_name(d: &SifDescriptor) -> String {
 #[derive(Default)]
 pub struct UniqueNames {
     taken: HashSet<String>,
+    /// The next counter to try for each base name: an index may list one manifest
+    /// 100,000 times, and counting up from 2 on every claim would take 5 billion tries.
+    next: HashMap<String, u64>,
 }
 
 impl UniqueNames {
@@ -111,11 +114,16 @@ impl UniqueNames {
         if self.taken.contains(&name) {
             name = format!("{preferred}-{}", &digest.hex()[..SHORT_DIGEST]);
         }
-        let base = name.clone();
-        let mut n = 2;
-        while self.taken.contains(&name) {
+        if self.taken.contains(&name) {
+            let base = name;
+            let n = self.next.entry(base.clone()).or_insert(2);
             name = format!("{base}-{n}");
-            n += 1;
+            // A counted name can be taken by an earlier preferred one ("a-2" listed).
+            while self.taken.contains(&name) {
+                *n += 1;
+                name = format!("{base}-{n}");
+            }
+            *n += 1;
         }
         self.taken.insert(name.clone());
         name
@@ -143,6 +151,27 @@ mod tests {
         assert_eq!(layer_name(0, 1), "0");
         assert_eq!(layer_name(3, 12), "03");
         assert_eq!(layer_name(11, 12), "11");
+    }
+
+    #[test]
+    fn counters_skip_names_taken_otherwise_and_stay_cheap() {
+        let d = Digest::of(b"x");
+        let base = format!("a-{}", &d.hex()[..12]);
+        let mut u = UniqueNames::default();
+        assert_eq!(u.claim("a".into(), &d), "a");
+        assert_eq!(u.claim(base.clone(), &d), base);
+        assert_eq!(u.claim(format!("{base}-2"), &d), format!("{base}-2"));
+        // "a" is taken, then "a-<digest>", then "-2": the counter goes on from 3.
+        assert_eq!(u.claim("a".into(), &d), format!("{base}-3"));
+        assert_eq!(u.claim("a".into(), &d), format!("{base}-4"));
+        // An index listing one manifest 100,000 times: one try per claim, not n.
+        let mut u = UniqueNames::default();
+        for i in 0..100_000 {
+            let name = u.claim("linux-amd64".into(), &d);
+            if i >= 2 {
+                assert_eq!(name, format!("linux-amd64-{}-{i}", &d.hex()[..12]));
+            }
+        }
     }
 
     #[test]

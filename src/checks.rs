@@ -36,6 +36,9 @@ pub fn mountpoint(path: &Path) -> Result<PathBuf, Fatal> {
         .map_err(|e| Fatal::failure(format!("{shown}: cannot resolve the mountpoint: {e}")))?;
     let entries = mountinfo::read().map_err(|e| Fatal::failure(e.to_string()))?;
     if let Some(entry) = mountinfo::mount_at(&entries, &canonical) {
+        if entry.is_fuse() && disconnected(&canonical) {
+            return Err(stale(path));
+        }
         let hint = if entry.is_fuse() {
             format!("unmount it first (sifmount -u {})", canonical.display())
         } else {
@@ -83,6 +86,20 @@ fn stale(path: &Path) -> Fatal {
              clear it with: sifmount -u {shown}"
         )),
     }
+}
+
+/// Whether the FUSE mount at `path` has lost its file system process. `stat` cannot tell:
+/// the kernel answers it from cached attributes (default_permissions fetches the root's on
+/// the first path walk, for a day), but it always asks the file system for `statfs`.
+fn disconnected(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: c is NUL-terminated and outlives the call; buf has room for one statfs.
+    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
 }
 
 fn is_dev_fd(path: &Path) -> bool {

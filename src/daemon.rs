@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ use crate::{checks, one_line, Fatal};
 /// How long the parent waits for the child to mount. Mounting does no image I/O (the tree
 /// is built before the fork), so only a wedged kernel or fusermount3 takes this long.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set by the panic hook once a panic outside a request handler has detached the mount.
+static PANICKED: AtomicBool = AtomicBool::new(false);
 
 const READY: &str = "ready";
 const FAILED: &str = "error ";
@@ -41,6 +45,7 @@ pub fn foreground(volume: Volume, request: &Request) -> Result<(), Fatal> {
     let signals = block_termination_signals()?;
     let session = mount::mount(volume, &request.mountpoint, &request.options)
         .map_err(|e| checks::explain_mount_error(&e, &request.image, &request.mountpoint))?;
+    unmount_on_panic(&request.mountpoint);
     info!(
         "mounted {} at {}",
         request.image.display(),
@@ -115,6 +120,7 @@ fn child(volume: Volume, request: &Request, mut ready: File) -> i32 {
             return 1;
         }
     };
+    unmount_on_panic(&request.mountpoint);
     // Before saying "ready": once the parent exits, whoever ran sifmount must not wait
     // for the daemon to close stdout and stderr (a shell's $(...), a test's pipes).
     if let Err(e) = detach_from_caller() {
@@ -141,10 +147,11 @@ fn child(volume: Volume, request: &Request, mut ready: File) -> i32 {
     }
 }
 
-/// stdin, stdout and stderr to /dev/null; working directory `/` so that the daemon does
-/// not keep another file system busy.
+/// stdin, stdout and stderr to /dev/null, logs to syslog; working directory `/` so that
+/// the daemon does not keep another file system busy.
 fn detach_from_caller() -> io::Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
+    crate::logging::to_syslog();
     for fd in 0..=2 {
         // SAFETY: both descriptors are open; dup2 replaces fd atomically.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
@@ -312,6 +319,33 @@ fn block_termination_signals() -> Result<libc::sigset_t, Fatal> {
     Ok(set)
 }
 
+/// A panic in a request handler fails that request (see `mount::guard`); one anywhere
+/// else (the signal thread, fuser's own loop, the main thread) would end the process with
+/// the mount left stale, every access failing with "transport endpoint is not connected".
+/// So the hook detaches the mount first, lazily: it leaves the namespace at once, and the
+/// session ends when its last user lets go. A panic hook runs before any unwinding (or an
+/// abort), so it covers panics that nothing catches.
+fn unmount_on_panic(mountpoint: &Path) {
+    let mountpoint = mountpoint.to_path_buf();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if mount::handling_request() {
+            // Caught and logged by the guard, which the request then fails with EIO.
+            log::debug!("{info}");
+            return;
+        }
+        error!(
+            "internal error: {info}; unmounting {} (lazily) so that it is not left stale",
+            mountpoint.display()
+        );
+        PANICKED.store(true, Ordering::SeqCst);
+        if let Err(e) = crate::unmount::detach(&mountpoint) {
+            error!("cannot unmount {}: {e}", mountpoint.display());
+        }
+        default(info);
+    }));
+}
+
 /// Serves the mount until it is unmounted: by a signal, by `sifmount -u`, `umount` or
 /// `fusermount3 -u` from outside.
 fn serve(
@@ -336,7 +370,14 @@ fn serve(
             "{}: serving the mount failed: {e}",
             mountpoint.display()
         ))
-    })
+    })?;
+    if PANICKED.load(Ordering::SeqCst) {
+        return Err(Fatal::failure(format!(
+            "{}: unmounted after an internal error (see the log)",
+            mountpoint.display()
+        )));
+    }
+    Ok(())
 }
 
 fn spawn_signal_thread(

@@ -4,6 +4,7 @@
 mod checks;
 mod daemon;
 mod inspect;
+mod logging;
 mod mountinfo;
 mod options;
 mod unmount;
@@ -14,7 +15,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sifmount::cosign::PublicKey;
-use sifmount::tree::{TreeOptions, Volume, VolumeOptions, DEFAULT_MAX_STAGED_SIZE};
+use sifmount::tree::{
+    TreeOptions, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
+    DEFAULT_MAX_STAGED_TOTAL,
+};
 
 /// Exit status for failures: the image, the mountpoint, the system.
 const EXIT_FAILURE: u8 = 1;
@@ -41,11 +45,15 @@ const EXIT_USAGE: u8 = 2;
     after_help = "Mount options (-o): ro (never write the image), rw (the default when \
                         the image is writable: files copied into cosign/ attach signatures), \
                         max_staged=SIZE (largest file accepted in cosign/, default 16M), \
-                        allow_other, allow_root, uid=N, gid=N, default_permissions, \
-                        fsname=NAME, threads=N, nosuid, nodev, noexec, suid, dev, exec, \
-                        noatime, atime, sync, async, dirsync; defaults, auto, noauto, user, \
-                        users, nouser, _netdev, nofail, x-*, comment=* are ignored. \
-                        See sifmount(1)."
+                        max_staged_files=N (files held in cosign/ at once, default 1024), \
+                        max_staged_total=SIZE (their bytes together, default 64M), \
+                        allow_other, allow_root (without either only the mounting user \
+                        gets in), uid=N, gid=N, fsname=NAME, threads=N, nosuid, nodev, \
+                        noexec, suid, dev, exec, noatime, atime, sync, async, dirsync; \
+                        default_permissions is always on; defaults, auto, noauto, user, \
+                        users, nouser, _netdev, nofail, x-*, comment=* are ignored.\n\n\
+                        Logs go to stderr with -f, to syslog (ident sifmount, facility \
+                        daemon) when daemonized. See sifmount(1)."
 )]
 struct Cli {
     /// Print the SIF header, every used descriptor and, for an OCI-SIF, the root index.
@@ -131,7 +139,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mounting = cli.image.is_some();
     let foreground = cli.foreground || cli.debug;
-    init_logging(cli.debug, mounting && foreground);
+    logging::init(cli.debug, mounting && foreground);
 
     let result = if let Some(image) = &cli.inspect {
         inspect::inspect(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
@@ -188,6 +196,9 @@ fn mount(
             tree: TreeOptions { keys },
             writable,
             max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
+            max_staged_files: parsed.max_staged_files.unwrap_or(DEFAULT_MAX_STAGED_FILES),
+            // Raised to max_staged when only that was given (the volume does it).
+            max_staged_total: parsed.max_staged_total.unwrap_or(DEFAULT_MAX_STAGED_TOTAL),
         },
     )
     .map_err(|e| Fatal::failure(e.to_string()))?;
@@ -296,23 +307,6 @@ fn image_is_writable(image: &Path) -> bool {
         log::info!("{}: not an OCI-SIF: mounting read-only", image.display());
     }
     oci
-}
-
-/// Default level warn; info from sifmount itself when serving in the foreground (so that
-/// "mounted" and "unmounted" show); debug everywhere with `-d`. `RUST_LOG` overrides all.
-///
-/// fuser's session warns "Failed to umount filesystem" whenever the mount was already
-/// removed from outside (`umount`, `sifmount -u`), which is the normal way a mount ends;
-/// its real failures are errors, so only those are shown unless `-d`.
-fn init_logging(debug: bool, serving_in_foreground: bool) {
-    let default = if debug {
-        "debug"
-    } else if serving_in_foreground {
-        "warn,sifmount=info,fuser::session=error"
-    } else {
-        "warn,fuser::session=error"
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }
 
 /// Standard output that treats a closed pipe (`sifmount --inspect x | head`) as the end

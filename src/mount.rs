@@ -16,6 +16,10 @@ use fuser::{
 
 use crate::tree::{Attr, Ino, Kind, TreeError, Volume};
 
+mod guard;
+use guard::Guarded;
+pub use guard::{handling_request, panic_message};
+
 /// How long the kernel may cache names and attributes that cannot change: everything in
 /// a read-only mount, and the attributes of the image's files in a read-write one (an
 /// inode never changes content there). A long time costs nothing and saves a request per
@@ -53,7 +57,7 @@ pub struct MountOptions {
 
 /// A mounted session; [`MountedSession::run`] serves requests until it is unmounted.
 pub struct MountedSession {
-    session: Session<SifFs>,
+    session: Session<Guarded<SifFs>>,
     threads: usize,
 }
 
@@ -120,7 +124,7 @@ pub fn mount(
         uid: options.uid,
         gid: options.gid,
     };
-    let session = Session::new(fs, mountpoint, &config)?;
+    let session = Session::new(Guarded(fs), mountpoint, &config)?;
     Ok(MountedSession { session, threads })
 }
 
@@ -162,12 +166,14 @@ fn errno(e: &TreeError) -> Errno {
 
 /// Logs what the kernel will only see as an errno. Lookups of missing names are normal
 /// (shells probe for files all the time) and so is EROFS; refused drops were logged with
-/// their reason where they were refused.
+/// their reason where they were refused. Unknown inodes are normal on a read-write mount:
+/// the kernel keeps names of blobs for long, and can ask about one an attach removed.
 fn fail(e: &TreeError) -> Errno {
     match e {
         TreeError::NotFound { .. } | TreeError::ReadOnly | TreeError::Exists(_) => {
             log::debug!("{e}")
         }
+        TreeError::NoInode(_) => log::debug!("{e}"),
         TreeError::Read { .. } | TreeError::Open(_) => log::error!("{e}"),
         TreeError::Rejected(_)
         | TreeError::Denied(_)
@@ -300,8 +306,8 @@ impl fuser::Filesystem for SifFs {
         self.reply_entry(parent.0, name, self.volume.lookup(parent.0, name), reply);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.volume.attr(ino.0) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.volume.attr_for(ino.0, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&self.attr_ttl(ino.0), &self.file_attr(&a)),
             Err(e) => reply.error(fail(&e)),
         }
@@ -345,11 +351,14 @@ impl fuser::Filesystem for SifFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let want = match self.volume.attr(ino.0) {
-            Ok(a) => a.size.saturating_sub(offset).min(u64::from(size)) as usize,
+        // Sized by the handle, not the inode: an image file kept readable across a commit
+        // may no longer have its inode in the tree.
+        let want = match self.volume.read_size(ino.0, fh.0) {
+            Ok(Some(len)) => len.saturating_sub(offset).min(u64::from(size)) as usize,
+            Ok(None) => size as usize,
             Err(e) => return reply.error(fail(&e)),
         };
-        let mut buf = vec![0u8; want.max(if fh.0 != 0 { size as usize } else { 0 })];
+        let mut buf = vec![0u8; want];
         match self.volume.read_at(ino.0, fh.0, offset, &mut buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(e) => reply.error(fail(&e)),
@@ -360,27 +369,39 @@ impl fuser::Filesystem for SifFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EISDIR);
         }
-        match self.volume.check_dir(ino.0) {
+        match self.volume.open_dir(ino.0) {
             // A read-only mount's listings never change: let the kernel keep them.
-            Ok(_) if !self.volume.writable() => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR)
+            Ok(fh) if !self.volume.writable() => {
+                reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR)
             }
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(fail(&e)),
         }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.volume.release_dir(fh.0);
+        reply.ok();
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let listed = self
             .volume
-            .list_from(ino.0, offset, |e, next, _attr, _stable| {
+            .list_from(ino.0, fh.0, offset, |e, next, _attr, _stable| {
                 reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name)
             });
         match listed {
@@ -393,13 +414,13 @@ impl fuser::Filesystem for SifFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let listed = self
             .volume
-            .list_from(ino.0, offset, |e, next, attr, stable| {
+            .list_from(ino.0, fh.0, offset, |e, next, attr, stable| {
                 let ttl = if stable { TTL } else { NO_TTL };
                 reply.add(
                     INodeNo(e.ino),

@@ -40,7 +40,6 @@ pub struct ParsedOptions {
     pub allow_root: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    pub default_permissions: bool,
     pub fsname: Option<String>,
     pub threads: Option<usize>,
     /// Kernel flags in the order given, contradicting pairs resolved to the last one.
@@ -49,6 +48,10 @@ pub struct ParsedOptions {
     pub read_only: bool,
     /// `max_staged=`: the largest file accepted in `/cosign`, in bytes.
     pub max_staged: Option<u64>,
+    /// `max_staged_files=`: the most files and directories held in `/cosign` at once.
+    pub max_staged_files: Option<usize>,
+    /// `max_staged_total=`: the most bytes held in `/cosign` at once.
+    pub max_staged_total: Option<u64>,
 }
 
 /// Values [`ParsedOptions::into_mount_options`] uses where `-o` says nothing.
@@ -72,6 +75,11 @@ pub enum OptionError {
     InvalidValue { option: String, reason: String },
     #[error("mount options allow_other and allow_root cannot be used together")]
     AllowOtherAndAllowRoot,
+    #[error(
+        "mount option max_staged={max_staged} is larger than max_staged_total={total}: \
+         a file that size could never be staged"
+    )]
+    StagedOverTotal { max_staged: u64, total: u64 },
 }
 
 /// Parses every `-o` argument, in order; later options override earlier ones.
@@ -84,6 +92,11 @@ pub fn parse<S: AsRef<str>>(arguments: &[S]) -> Result<ParsedOptions, OptionErro
     }
     if parsed.allow_other && parsed.allow_root {
         return Err(OptionError::AllowOtherAndAllowRoot);
+    }
+    if let (Some(max_staged), Some(total)) = (parsed.max_staged, parsed.max_staged_total) {
+        if max_staged > total {
+            return Err(OptionError::StagedOverTotal { max_staged, total });
+        }
     }
     Ok(parsed)
 }
@@ -146,9 +159,23 @@ fn apply(parsed: &mut ParsedOptions, option: &str) -> Result<(), OptionError> {
             no_value(name, value)?;
             parsed.allow_root = true;
         }
-        "default_permissions" => {
-            no_value(name, value)?;
-            parsed.default_permissions = true;
+        // Always on: the kernel checks every access against the modes shown. Accepted
+        // so that fstab lines written for other FUSE file systems keep working.
+        "default_permissions" => no_value(name, value)?,
+        "max_staged_files" => {
+            let value = needs_value(name, value)?;
+            let n: usize = value.parse().map_err(|_| invalid(option, "not a number"))?;
+            if !(1..=MAX_STAGED_FILES_LIMIT).contains(&n) {
+                return Err(invalid(
+                    option,
+                    &format!("the number of files must be 1 to {MAX_STAGED_FILES_LIMIT}"),
+                ));
+            }
+            parsed.max_staged_files = Some(n);
+        }
+        "max_staged_total" => {
+            let value = needs_value(name, value)?;
+            parsed.max_staged_total = Some(size(option, value)?);
         }
         "uid" => parsed.uid = Some(id(name, value)?),
         "gid" => parsed.gid = Some(id(name, value)?),
@@ -197,8 +224,12 @@ fn id(name: &str, value: Option<&str>) -> Result<u32, OptionError> {
         .map_err(|_| invalid(&format!("{name}={value}"), "ID out of range"))
 }
 
-/// Largest `max_staged=` accepted: staged files are held in memory.
+/// Largest `max_staged=` and `max_staged_total=` accepted: staged files are held in
+/// memory.
 const MAX_STAGED_LIMIT: u64 = 1 << 30;
+
+/// Largest `max_staged_files=` accepted: staging is scanned linearly on every change.
+const MAX_STAGED_FILES_LIMIT: usize = 65536;
 
 /// A byte count, with an optional K, M or G suffix (powers of 1024).
 fn size(option: &str, value: &str) -> Result<u64, OptionError> {
@@ -231,15 +262,17 @@ fn invalid(option: &str, reason: &str) -> OptionError {
 }
 
 impl ParsedOptions {
-    /// The options the mount is made with. `ro`, `rw` and `max_staged` are not among
-    /// them: they decide how the image is opened (see `main.rs`).
+    /// The options the mount is made with. `ro`, `rw` and the `max_staged*` limits are
+    /// not among them: they decide how the image is opened (see `main.rs`).
+    /// `default_permissions` is always on: the kernel enforces the modes the tree shows
+    /// (read-only files 0444, directories 0555, `/cosign` writable by its owner only).
     pub fn into_mount_options(self, defaults: Defaults) -> MountOptions {
         MountOptions {
             uid: self.uid.unwrap_or(defaults.uid),
             gid: self.gid.unwrap_or(defaults.gid),
             allow_other: self.allow_other,
             allow_root: self.allow_root,
-            default_permissions: self.default_permissions,
+            default_permissions: true,
             fsname: self.fsname.unwrap_or(defaults.fsname),
             kernel_options: self.kernel_flags,
             threads: self.threads.unwrap_or(defaults.threads),
@@ -292,7 +325,7 @@ mod tests {
                 gid: 100,
                 allow_other: false,
                 allow_root: false,
-                default_permissions: false,
+                default_permissions: true,
                 fsname: "/images/a.sif".to_string(),
                 kernel_options: vec![],
                 threads: 4,
@@ -306,7 +339,7 @@ mod tests {
             "allow_other,uid=0,gid=42",
             "default_permissions,fsname=demo,threads=3",
         ]);
-        assert!(p.allow_other && !p.allow_root && p.default_permissions);
+        assert!(p.allow_other && !p.allow_root);
         assert_eq!((p.uid, p.gid), (Some(0), Some(42)));
         assert_eq!(p.fsname.as_deref(), Some("demo"));
         assert_eq!(p.threads, Some(3));
@@ -338,6 +371,48 @@ mod tests {
             err(&["max_staged"]),
             OptionError::MissingValue("max_staged".into())
         );
+    }
+
+    #[test]
+    fn staging_limits_take_counts_and_sizes_that_fit_together() {
+        let p = ok(&["max_staged_files=10,max_staged_total=1M,max_staged=64K"]);
+        assert_eq!(p.max_staged_files, Some(10));
+        assert_eq!(p.max_staged_total, Some(1 << 20));
+        assert_eq!(
+            ok(&["max_staged_files=65536"]).max_staged_files,
+            Some(65536)
+        );
+        for bad in [
+            "max_staged_files=0",
+            "max_staged_files=65537",
+            "max_staged_files=x",
+            "max_staged_files=-1",
+            "max_staged_total=0",
+            "max_staged_total=2G",
+        ] {
+            assert!(
+                matches!(err(&[bad]), OptionError::InvalidValue { ref option, .. } if option == bad),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err(&["max_staged_total=1M,max_staged=2M"]),
+            OptionError::StagedOverTotal {
+                max_staged: 2 << 20,
+                total: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn default_permissions_is_always_on() {
+        assert!(ok(&[]).into_mount_options(defaults()).default_permissions);
+        assert!(
+            ok(&["default_permissions"])
+                .into_mount_options(defaults())
+                .default_permissions
+        );
+        assert_eq!(ok(&["default_permissions"]), ParsedOptions::default());
     }
 
     #[test]

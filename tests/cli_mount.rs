@@ -320,7 +320,8 @@ fn a_stale_mount_is_named_and_u_clears_it() {
     wait_until_served(&mp.path);
     child.kill().unwrap();
     child.wait().unwrap();
-    let e = std::fs::metadata(&mp.path).unwrap_err();
+    // A listing must ask the dead process (stat may be answered from the kernel's cache).
+    let e = std::fs::read_dir(&mp.path).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "stale: {e}");
 
     let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
@@ -421,4 +422,193 @@ fn a_signal_while_the_mount_is_busy_detaches_it_and_the_process_ends_with_its_la
     wait_bounded(&mut user, "the user");
     let status = wait_bounded(&mut child, "sifmount -f after its last user left");
     assert_eq!(status.code(), Some(0));
+}
+
+#[track_caller]
+fn need_root(why: &str) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test must run as root: {why}"
+    );
+}
+
+/// A writable copy of an upstream image in `dir`.
+fn writable_copy(dir: &Path, rel: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("image.oci.sif");
+    std::fs::copy(common::upstream(rel), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+/// The daemon's lines reach syslog(3). The test owns the "syslog daemon": a datagram
+/// socket bound in a temporary directory, which a private mount namespace (unshare -m)
+/// shows as /dev/log to sifmount alone (over a /dev of its own holding just the devices it
+/// needs), so the machine's real /dev and log are untouched. A refused drop must arrive
+/// as one datagram: facility daemon, priority warning, ident sifmount with its pid.
+#[test]
+fn a_daemon_logs_to_syslog_with_its_ident_and_priority() {
+    need_fuse();
+    need_root("it makes a private mount namespace (unshare -m) to put its own /dev/log");
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().canonicalize().unwrap();
+    let socket_path = t.join("log.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let image = writable_copy(&t, "generated/squashfs-image.oci.sif");
+    let mp = t.join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let script = r#"
+        set -u
+        mkdir "$T/dev"
+        mount --bind /dev "$T/dev" || exit 10
+        mount -t tmpfs -o mode=755 tmpfs /dev || exit 11
+        for n in null zero full random urandom fuse; do
+            touch "/dev/$n" && mount --bind "$T/dev/$n" "/dev/$n" || exit 12
+        done
+        touch /dev/log && mount --bind "$T/log.sock" /dev/log || exit 13
+        "$BIN" "$IMAGE" "$MP" || exit 14
+        # Not JSON: refused at close(2) with EINVAL, and logged.
+        printf 'not a payload' > "$T/refused"
+        if cp "$T/refused" "$MP/cosign/refused" 2>/dev/null; then echo "accepted"; exit 15; fi
+        "$BIN" -u "$MP" || exit 16
+    "#;
+    let o = run_env(
+        &[
+            "unshare".as_ref(),
+            "-m".as_ref(),
+            "--propagation".as_ref(),
+            "private".as_ref(),
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+        ],
+        &[
+            ("T", t.as_os_str()),
+            ("BIN", bin().as_ref()),
+            ("IMAGE", image.as_os_str()),
+            ("MP", mp.as_os_str()),
+        ],
+    );
+    assert_ok(&o);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 8192];
+    let start = Instant::now();
+    let wanted = |lines: &[String]| lines.iter().any(|l| l.contains("cosign/refused: payload"));
+    while !wanted(&lines) && start.elapsed() < LIMIT {
+        if let Ok(n) = socket.recv(&mut buf) {
+            lines.push(text(&buf[..n]));
+        }
+    }
+    let line = lines
+        .iter()
+        .find(|l| l.contains("cosign/refused: payload"))
+        .unwrap_or_else(|| panic!("no refusal reached syslog; it got: {lines:#?}"));
+    // <facility * 8 + priority>: LOG_DAEMON (3) and LOG_WARNING (4).
+    assert!(line.starts_with("<28>"), "{line}");
+    let ident = line
+        .split_once("sifmount[")
+        .and_then(|(_, rest)| rest.split_once("]: "))
+        .unwrap_or_else(|| panic!("no ident sifmount[pid]: in {line}"));
+    assert!(ident.0.parse::<u32>().is_ok(), "{line}");
+    assert!(ident.1.contains("not valid JSON"), "{line}");
+    // Its stderr is /dev/null once detached: nothing reached the caller either.
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_daemon_unmounts_cleanly_on_sigint_sigterm_and_sighup() {
+    need_fuse();
+    let image = common::upstream(IMAGE);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let mp = MountPoint::new();
+        let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
+        assert_ok(&o);
+        let pids = daemons(&mp.path);
+        assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+        // SAFETY: kill has no memory-safety preconditions; the pid is the daemon's.
+        assert_eq!(unsafe { libc::kill(pids[0] as i32, signal) }, 0);
+        wait_for(&format!("the daemon to exit after signal {signal}"), || {
+            daemons(&mp.path).is_empty()
+        });
+        assert!(!is_mounted(&mp.path), "signal {signal} left the mount");
+        // Not stale: the directory is the plain, empty one again.
+        let listing: Vec<_> = std::fs::read_dir(&mp.path).unwrap().collect();
+        assert!(listing.is_empty(), "signal {signal}: {listing:?}");
+    }
+}
+
+#[test]
+fn u_on_a_busy_mount_says_who_keeps_it_busy_and_leaves_it_mounted() {
+    need_fuse();
+    let image = common::upstream(IMAGE);
+    let mp = MountPoint::new();
+    let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
+    assert_ok(&o);
+    let mut user = Command::new("sh")
+        .args(["-c", "read line"])
+        .current_dir(mp.path.join("images"))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr).trim_end(),
+        format!(
+            "sifmount: {0}: busy: a process has a file open or its working directory in it \
+             (fuser -vm {0} lists them); nothing was unmounted",
+            mp.path.display()
+        )
+    );
+    assert!(is_mounted(&mp.path));
+    assert_eq!(
+        std::fs::read_to_string(mp.path.join("oci-layout")).unwrap(),
+        OCI_LAYOUT,
+        "still served"
+    );
+    drop(user.stdin.take());
+    wait_bounded(&mut user, "the user");
+    let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
+    assert_ok(&o);
+    wait_for("the daemon to exit", || daemons(&mp.path).is_empty());
+}
+
+#[test]
+fn mounting_over_a_mount_of_something_else_is_refused_as_busy() {
+    need_fuse();
+    need_root("it mounts a tmpfs to have a non-FUSE mount point");
+    let image = common::upstream(IMAGE);
+    let mp = MountPoint::new();
+    let o = run(&[
+        "mount".as_ref(),
+        "-t".as_ref(),
+        "tmpfs".as_ref(),
+        "sifmount-test".as_ref(),
+        mp.path.as_os_str(),
+    ]);
+    assert_ok(&o);
+    let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr).trim_end(),
+        format!(
+            "sifmount: {0}: mountpoint is busy: {0} is already a mount point (tmpfs from \
+             sifmount-test); choose another directory",
+            mp.path.display()
+        )
+    );
+    // -u does not take it away either: it is not FUSE.
+    let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("not a FUSE mount but tmpfs"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(is_mounted(&mp.path));
 }

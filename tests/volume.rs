@@ -537,3 +537,110 @@ fn staged_files_never_share_an_inode_with_the_image_tree() {
         );
     }
 }
+
+fn open_limited(path: &Path, files: usize, size: u64, total: u64) -> Volume {
+    Volume::open(
+        path,
+        VolumeOptions {
+            writable: true,
+            max_staged_size: size,
+            max_staged_files: files,
+            max_staged_total: total,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .0
+}
+
+#[test]
+fn the_number_of_staged_files_and_directories_is_bounded() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let before = std::fs::read(&path).unwrap();
+    let v = open_limited(&path, 3, 64 << 10, 1 << 20);
+    let cosign = resolve(&v, "cosign").unwrap();
+    let (payload, _) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    // Payloads without signatures stay staged: each one counts.
+    cp_new(&v, "cosign", "a", &payload).unwrap();
+    cp_new(&v, "cosign", "b", &payload).unwrap();
+    v.mkdir(cosign, b"d").unwrap();
+    let e = v.create(cosign, b"c").unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("cosign/c") && e.to_string().contains("max_staged_files"),
+        "{e}"
+    );
+    let e = v.mkdir(cosign, b"e").unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    // Inside a staged directory too: the limit is on what memory holds, wherever.
+    let e = cp_new(&v, "cosign/d", "payload", &payload).unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    assert_eq!(names(&v, "cosign"), ["a", "b", "d"], "nothing half-made");
+
+    // Removing one makes room for one.
+    v.unlink(cosign, b"a").unwrap();
+    cp_new(&v, "cosign", "c", &payload).unwrap();
+    assert!(v.create(cosign, b"x").is_err());
+    v.rmdir(cosign, b"d").unwrap();
+    v.mkdir(cosign, b"e").unwrap();
+    drop(v);
+    assert_bytes_eq(&std::fs::read(&path).unwrap(), &before, "nothing committed");
+}
+
+#[test]
+fn the_bytes_staged_together_are_bounded_and_a_refused_file_can_be_rewritten() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open_limited(&path, 100, 64 << 10, 100 << 10);
+    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    // A payload padded with JSON whitespace stays a payload waiting for its signature.
+    let mut filler = payload.clone();
+    filler.resize(60 << 10, b' ');
+    cp_new(&v, "cosign", "filler", &filler).unwrap();
+    // 60K + 60K is over the 100K total; each alone is under the 64K per file.
+    let e = cp_new(&v, "cosign", "p", &filler).unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("cosign/p") && e.to_string().contains("max_staged_total"),
+        "{e}"
+    );
+    // The file lost a write: it keeps that reason (ENOSPC, not EFBIG) until rewritten.
+    let reason = String::from_utf8(read_all(&v, "cosign/p.error")).unwrap();
+    assert!(reason.contains("max_staged_total"), "{reason}");
+    assert!(read_all(&v, "cosign/p").len() < 60 << 10);
+    // Nothing more fits, not even a signature of a few hundred bytes.
+    let e = cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    assert!(!names(&v, "cosign").iter().any(|n| n.starts_with("sig-")));
+    // truncate(2) counts as much as write(2).
+    let cosign = resolve(&v, "cosign").unwrap();
+    let (t, fh) = v.create(cosign, b"t").unwrap();
+    let e = v.setattr(t.ino, Some(60 << 10), Some(fh)).unwrap_err();
+    assert!(matches!(e, TreeError::NoSpace(_)), "{e:?}");
+    v.release(t.ino, fh);
+    v.unlink(cosign, b"t").unwrap();
+
+    // Room made, the rewritten payload commits with its signature.
+    v.unlink(cosign, b"filler").unwrap();
+    // Each refused file must be rewritten: the first rewrite still hears of the other.
+    let e = cp_over(&v, "cosign/p.sig", sig.as_bytes()).unwrap_err();
+    assert!(e.to_string().starts_with("cosign/p: "), "{e}");
+    cp_over(&v, "cosign/p", &payload).unwrap();
+    let listing = names(&v, "cosign");
+    assert!(listing.iter().any(|n| n.starts_with("sig-")), "{listing:?}");
+    drop(v);
+    assert_bytes_eq(
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(upstream("generated/squashfs-image.signed1.oci.sif")).unwrap(),
+        "after the attach",
+    );
+}
+
+#[test]
+fn the_total_is_never_below_the_largest_file() {
+    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let v = open_limited(&path, 0, 128 << 10, 64 << 10);
+    let (mut big, _) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    big.resize(100 << 10, b' ');
+    cp_new(&v, "cosign", "big", &big).unwrap();
+    assert_eq!(read_all(&v, "cosign/big").len(), 100 << 10);
+}

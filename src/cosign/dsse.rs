@@ -154,8 +154,9 @@ impl Envelope {
     /// and v3 (`payload` first, empty fields left out) write it.
     pub fn parse(bytes: &[u8]) -> Result<Envelope> {
         const WHAT: &str = "DSSE envelope";
-        let Object(raw): Object<RawEnvelope> = serde_json::from_slice(bytes)
-            .map_err(|e| CosignError::invalid(WHAT, format!("not a JSON envelope: {e}")))?;
+        let Object(raw): Object<RawEnvelope> = serde_json::from_slice(bytes).map_err(|e| {
+            CosignError::invalid(WHAT, format!("not a JSON envelope: {}", json_problem(&e)))
+        })?;
         raw.decode(WHAT)
     }
 
@@ -222,7 +223,10 @@ impl Statement {
     /// statement without subjects simply cannot match any target.
     pub fn parse(bytes: &[u8]) -> Result<Statement> {
         let Object(raw): Object<RawStatement> = serde_json::from_slice(bytes).map_err(|e| {
-            CosignError::invalid("in-toto statement", format!("not a JSON statement: {e}"))
+            CosignError::invalid(
+                "in-toto statement",
+                format!("not a JSON statement: {}", json_problem(&e)),
+            )
         })?;
         let subject_sha256 = raw
             .subject
@@ -358,8 +362,9 @@ fn bundle_base64(text: Option<&str>, field: &str) -> Result<Vec<u8>> {
 
 impl Bundle {
     pub fn parse(bytes: &[u8]) -> Result<Bundle> {
-        let Object(raw): Object<RawBundle> = serde_json::from_slice(bytes)
-            .map_err(|e| CosignError::invalid(BUNDLE, format!("not a JSON bundle: {e}")))?;
+        let Object(raw): Object<RawBundle> = serde_json::from_slice(bytes).map_err(|e| {
+            CosignError::invalid(BUNDLE, format!("not a JSON bundle: {}", json_problem(&e)))
+        })?;
         let material = match raw.verification_material {
             Some(Object(RawMaterial {
                 public_key: Some(Object(k)),
@@ -440,6 +445,63 @@ pub fn bundle_envelope(bytes: &[u8]) -> Result<Option<Envelope>> {
         BundleContent::Dsse(env) => Some(env),
         BundleContent::MessageSignature { .. } => None,
     })
+}
+
+/// A JSON error about a user's document, fit for a message and a log line: it says what
+/// is wrong and where, but never repeats the document's values (a payload, a signature or
+/// a certificate can be anywhere in it). Syntax errors name only a position; data errors
+/// (a value of the wrong type, an unknown variant) quote the value, which is left out.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => without_values(&e.to_string()),
+        _ => e.to_string(),
+    }
+}
+
+/// serde's messages with the values they quote left out: `string "…"` (Debug-escaped)
+/// becomes `a string`, and the backquoted value after `integer`, `floating point`,
+/// `boolean`, `character` or `variant` goes. Field names (`missing field `x``) stay.
+fn without_values(text: &str) -> String {
+    const STRING: &str = "string \"";
+    const BACKQUOTED: [&str; 5] = [
+        "integer `",
+        "floating point `",
+        "boolean `",
+        "character `",
+        "variant `",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let string_at = rest.find(STRING).map(|i| (i, STRING));
+        let quoted_at = BACKQUOTED
+            .iter()
+            .filter_map(|w| rest.find(w).map(|i| (i, *w)))
+            .min();
+        let Some((at, marker)) = [string_at, quoted_at].into_iter().flatten().min() else {
+            out.push_str(rest);
+            return out;
+        };
+        let after = &rest[at + marker.len()..];
+        if marker == STRING {
+            out.push_str(&rest[..at]);
+            out.push_str("a string");
+            let mut escaped = false;
+            let end = after
+                .char_indices()
+                .find(|&(_, c)| {
+                    let closing = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closing
+                })
+                .map_or(after.len(), |(i, _)| i + 1);
+            rest = &after[end..];
+        } else {
+            // Keep the word, drop " `value`".
+            out.push_str(&rest[..at + marker.len() - 2]);
+            rest = after.find('`').map_or("", |i| &after[i + 1..]);
+        }
+    }
 }
 
 /// A string from the image, fit to quote in a message: at most 100 characters, control
@@ -723,6 +785,47 @@ mod tests {
             let e = Bundle::parse(c).expect_err(&String::from_utf8_lossy(c));
             assert!(e.to_string().starts_with("sigstore bundle"), "{e}");
         }
+    }
+
+    #[test]
+    fn json_problems_never_repeat_values() {
+        const MARKER: &str = "SECRET-MARKER";
+        for doc in [
+            format!(r#"{{"payloadType":"x","payload":"{MARKER}","signatures":"{MARKER}\"q"}}"#),
+            format!(r#"{{"payloadType":["{MARKER}"],"payload":"x"}}"#),
+            format!(r#""{MARKER}""#),
+            r#"{"payloadType":12345678,"payload":"x"}"#.to_string(),
+            r#"{"payloadType":true,"payload":"x"}"#.to_string(),
+        ] {
+            let e = Envelope::parse(doc.as_bytes()).unwrap_err().to_string();
+            assert!(!e.contains(MARKER) && !e.contains("12345678"), "{doc}: {e}");
+            assert!(e.contains("at line 1 column"), "{doc}: {e}");
+        }
+        let e = Envelope::parse(br#"{"payloadType":12,"payload":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid type: integer, expected a string"),
+            "{e}"
+        );
+        let e = Envelope::parse(br#"{"payload":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `payloadType`"), "{e}");
+        let e =
+            Statement::parse(format!(r#"{{"_type":{{"{MARKER}":1}},"x":"{MARKER}"}}"#).as_bytes())
+                .unwrap_err()
+                .to_string();
+        assert!(!e.contains(MARKER), "{e}");
+        assert_eq!(
+            without_values(r#"invalid type: string "a\"b`c", expected u8 at line 1"#),
+            "invalid type: a string, expected u8 at line 1"
+        );
+        assert_eq!(
+            without_values("unknown variant `zz`, expected `a` or `b`"),
+            "unknown variant, expected `a` or `b`"
+        );
+        assert_eq!(without_values("EOF while parsing"), "EOF while parsing");
     }
 
     #[test]

@@ -45,6 +45,16 @@ impl InodeTable {
         ino
     }
 
+    /// The path the node numbered `ino` was first reached by, for a number a tree node
+    /// had (not one [`InodeTable::fresh`] gave out). A linear search: asked only when the
+    /// kernel opens an inode a commit has just replaced.
+    pub fn path_of(&self, ino: Ino) -> Option<&str> {
+        self.numbers
+            .iter()
+            .find(|(_, &n)| n == ino)
+            .and_then(|(key, _)| key.split('\0').next())
+    }
+
     fn number(&mut self, key: String) -> Ino {
         if let Some(&ino) = self.numbers.get(key.as_str()) {
             return ino;

@@ -22,7 +22,10 @@ use crate::sif::SifImage;
 
 pub use build::BuildReport;
 pub use inodes::InodeTable;
-pub use volume::{Opened, Volume, VolumeOptions, DEFAULT_MAX_STAGED_SIZE};
+pub use volume::{
+    Opened, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
+    DEFAULT_MAX_STAGED_TOTAL,
+};
 
 /// What a tree shows beyond the image itself.
 #[derive(Default)]

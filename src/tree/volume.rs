@@ -11,11 +11,15 @@
 //! it holds and the kernel's caches can never serve stale bytes.
 //!
 //! One lock guards everything: reads share it, changes take it alone, so a read never
-//! sees an image half-way through an update.
+//! sees an image half-way through an update; turns at it are phase-fair, so a stream of
+//! attaches cannot shut readers out. What readers have open lives beside it: files keep
+//! reading what they opened after a commit replaced their inode, and listings read in
+//! several calls keep their positions (tests/concurrency_mount.rs, 8 readers and 4
+//! writers through a real mount).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::staging::{self, Role, ERROR_FILE};
@@ -31,6 +35,16 @@ use crate::sif::{changed_on_disk, Digest, OpenMode, WriterLock};
 /// are kilobytes, and staged bytes are held in memory until they commit.
 pub const DEFAULT_MAX_STAGED_SIZE: u64 = 16 << 20;
 
+/// At most this many files and directories are held under `/cosign` at once (staged,
+/// refused or copied into a directory the user made): a few per signature are real use,
+/// and each costs memory and a linear scan of the staging area.
+pub const DEFAULT_MAX_STAGED_FILES: usize = 1024;
+
+/// At most this many bytes are held under `/cosign` at once, all staged files and open
+/// write sessions together (but never less than the largest file allowed), so that many
+/// files each under [`DEFAULT_MAX_STAGED_SIZE`] cannot add up to gigabytes of memory.
+pub const DEFAULT_MAX_STAGED_TOTAL: u64 = 64 << 20;
+
 /// Modes of what a read-write mount lets users change.
 const WRITABLE_DIR_PERM: u16 = 0o755;
 const STAGED_FILE_PERM: u16 = 0o644;
@@ -44,6 +58,12 @@ pub struct VolumeOptions {
     pub writable: bool,
     /// The largest staged file, in bytes (0: [`DEFAULT_MAX_STAGED_SIZE`]).
     pub max_staged_size: u64,
+    /// The most files and directories held under `/cosign` at once (0:
+    /// [`DEFAULT_MAX_STAGED_FILES`]).
+    pub max_staged_files: usize,
+    /// The most bytes held under `/cosign` at once (0: [`DEFAULT_MAX_STAGED_TOTAL`]); never
+    /// less than the largest staged file.
+    pub max_staged_total: u64,
 }
 
 /// Which committed layer a staged file, alias or hidden name is about. Entry names are
@@ -98,9 +118,40 @@ struct StagedFile {
     listed: bool,
     opens: u32,
     mtime: i64,
-    /// Why a write was refused (over the size limit): the file cannot commit until it
-    /// is rewritten.
-    refused: Option<String>,
+    /// Why a write was refused (over a size limit): the file cannot commit until it is
+    /// rewritten, since what it holds is not what the user wrote.
+    refused: Option<Refusal>,
+}
+
+/// Why a staged file lost a write.
+#[derive(Clone, Debug)]
+enum Refusal {
+    /// Over the limit for one file (EFBIG).
+    TooLarge(String),
+    /// Over the limit for everything staged (ENOSPC).
+    NoSpace(String),
+}
+
+impl Refusal {
+    fn of(e: &TreeError) -> Refusal {
+        match e {
+            TreeError::NoSpace(m) => Refusal::NoSpace(m.clone()),
+            other => Refusal::TooLarge(other.to_string()),
+        }
+    }
+
+    fn reason(&self) -> &str {
+        match self {
+            Refusal::TooLarge(m) | Refusal::NoSpace(m) => m,
+        }
+    }
+
+    fn error(&self) -> TreeError {
+        match self {
+            Refusal::TooLarge(m) => TreeError::TooLarge(m.clone()),
+            Refusal::NoSpace(m) => TreeError::NoSpace(m.clone()),
+        }
+    }
 }
 
 struct StagedDir {
@@ -156,6 +207,10 @@ struct State {
     next_fh: u64,
     /// The files of every committed entry directory, with their roles.
     entry_files: HashMap<Ino, (EntryId, Role)>,
+    /// Where each entry is in [`Tree::cosign_entries`] (the last of equal ones): every
+    /// alias is resolved on each listing, stat and lookup in `/cosign`, and a linear
+    /// search per alias made those quadratic in the number of signatures.
+    entry_index: HashMap<EntryId, usize>,
     /// Directories whose names keep meaning the same inode ([`Tree::stable_name_dirs`]).
     stable_dirs: std::collections::HashSet<Ino>,
     /// Held for the life of a read-write volume: one writer per image.
@@ -187,7 +242,176 @@ pub struct Opened {
 pub struct Volume {
     path: PathBuf,
     options: VolumeOptions,
+    /// Taken only inside a turn of `turns`, which decides who goes next, so it never
+    /// makes anyone wait: readers share it, changes take it alone.
     state: RwLock<State>,
+    turns: Turns,
+    /// What a read-write volume's readers have open ([`Handles`]). Its own lock, taken
+    /// only briefly and, when both are held, always after `state`'s: opening or closing a
+    /// blob never waits for another reader, and never deadlocks with a commit.
+    handles: Mutex<Handles>,
+}
+
+/// Files opened for reading and directories opened for listing, on a read-write volume
+/// (a read-only one never changes, and hands out no handles). A commit replaces the
+/// tree, and the inodes whose content changed (`/index.json`, a signature image's
+/// manifest) leave it; these handles keep what was opened readable and listings
+/// consistent across that.
+#[derive(Default)]
+struct Handles {
+    /// Handed out: [`READ_FH_BASE`] + this is the next handle.
+    count: u64,
+    files: HashMap<u64, ReadHandle>,
+    /// Each open directory and the listing its readdir calls walk, taken at its first
+    /// readdir (and again at a rewind).
+    dirs: HashMap<u64, Option<Arc<[DirEntry]>>>,
+}
+
+/// An image file open for reading.
+struct ReadHandle {
+    /// The tree inode read: the one opened, or the one now at the path of an inode a
+    /// commit had replaced when the kernel opened it.
+    ino: Ino,
+    /// Its attributes when opened: what `fstat` of the handle says, whatever happens to
+    /// the inode.
+    attr: Attr,
+    /// Its bytes, copied before an update that might remove them from the image.
+    snapshot: Option<Arc<[u8]>>,
+}
+
+/// Phase-fair turns at the state lock: readers share a turn, a writer has one alone, and
+/// a writer that finishes lets in every reader that was waiting before the next writer
+/// goes (while a writer waits, readers arriving wait for its turn to end). So a reader
+/// waits for at most the writer holding the lock and one more, however many writers
+/// queue, and a writer for at most the readers inside and those already waiting.
+/// Readers never take a turn inside a turn: a nested read would wait for the writer
+/// waiting on the outer one.
+#[derive(Default)]
+struct Turns {
+    state: Mutex<TurnState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TurnState {
+    /// Readers inside.
+    readers: usize,
+    writing: bool,
+    writers_waiting: usize,
+    readers_waiting: usize,
+    /// Waiting readers let in by the last writer to finish, not yet inside: writers wait
+    /// for them too.
+    admitted: usize,
+}
+
+impl Turns {
+    fn lock(&self) -> MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, s: MutexGuard<'a, TurnState>) -> MutexGuard<'a, TurnState> {
+        self.changed.wait(s).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> ReadTurn<'_> {
+        let mut s = self.lock();
+        if s.writing || s.writers_waiting > 0 {
+            s.readers_waiting += 1;
+            while s.writing || s.admitted == 0 {
+                s = self.wait(s);
+            }
+            s.admitted -= 1;
+            s.readers_waiting -= 1;
+        }
+        s.readers += 1;
+        ReadTurn(self)
+    }
+
+    fn write(&self) -> WriteTurn<'_> {
+        let mut s = self.lock();
+        s.writers_waiting += 1;
+        while s.writing || s.readers > 0 || s.admitted > 0 {
+            s = self.wait(s);
+        }
+        s.writers_waiting -= 1;
+        s.writing = true;
+        WriteTurn(self)
+    }
+}
+
+struct ReadTurn<'a>(&'a Turns);
+
+impl Drop for ReadTurn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.readers -= 1;
+        if s.readers == 0 {
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+struct WriteTurn<'a>(&'a Turns);
+
+impl Drop for WriteTurn<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.writing = false;
+        s.admitted = s.readers_waiting;
+        self.0.changed.notify_all();
+    }
+}
+
+/// The state, read in a turn. Fields drop in order: the lock, then the turn.
+struct StateRead<'a> {
+    state: RwLockReadGuard<'a, State>,
+    _turn: ReadTurn<'a>,
+}
+
+impl std::ops::Deref for StateRead<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// The state, changed in a turn of its own. Fields drop in order: the lock, then the
+/// turn.
+struct StateWrite<'a> {
+    state: RwLockWriteGuard<'a, State>,
+    _turn: WriteTurn<'a>,
+}
+
+impl std::ops::Deref for StateWrite<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateWrite<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+/// Handles of [`Handles`] are numbered from here, far above the staged writes' numbers
+/// (`State::next_fh`), so that one `fh` says which table it is in.
+const READ_FH_BASE: u64 = 1 << 62;
+
+/// Open image files up to this size are copied before each update, so that a reader
+/// that opened one keeps reading the same bytes even when the update removes it (the
+/// root index and a signature image's manifest and config are replaced by every
+/// attach). Larger files are never removed by an attach: they stay readable through
+/// their inode, which an update keeps, moved or not (only `rm -r` of a signature whose
+/// payload is larger than this makes its open readers fail, with ESTALE).
+const SNAPSHOT_MAX: u64 = 1 << 20;
+
+impl Handles {
+    fn next(&mut self) -> u64 {
+        self.count += 1;
+        READ_FH_BASE + self.count
+    }
 }
 
 impl std::fmt::Debug for Volume {
@@ -244,6 +468,7 @@ impl Volume {
             handles: HashMap::new(),
             next_fh: 1,
             entry_files: HashMap::new(),
+            entry_index: HashMap::new(),
             stable_dirs: std::collections::HashSet::new(),
             _lock: lock,
             expected_len,
@@ -254,6 +479,8 @@ impl Volume {
             path: path.clone(),
             options,
             state: RwLock::new(state),
+            turns: Turns::default(),
+            handles: Mutex::new(Handles::default()),
         };
         Ok((volume, report))
     }
@@ -270,15 +497,113 @@ impl Volume {
         }
     }
 
+    fn max_staged_files(&self) -> usize {
+        match self.options.max_staged_files {
+            0 => DEFAULT_MAX_STAGED_FILES,
+            n => n,
+        }
+    }
+
+    fn max_staged_total(&self) -> u64 {
+        let total = match self.options.max_staged_total {
+            0 => DEFAULT_MAX_STAGED_TOTAL,
+            n => n,
+        };
+        total.max(self.max_staged())
+    }
+
+    /// Refuses (ENOSPC, with a log line) growing what `/cosign` holds in memory by
+    /// `more` bytes past the total limit.
+    fn check_total(&self, st: &State, ino: Ino, more: u64) -> Result<(), TreeError> {
+        let max = self.max_staged_total();
+        if more == 0 || st.staged_bytes().saturating_add(more) <= max {
+            return Ok(());
+        }
+        let e = TreeError::NoSpace(format!(
+            "{}: staged files under cosign/ would hold more than {max} bytes together \
+             (-o max_staged_total=); remove staged or refused files first",
+            st.path_of(ino)
+        ));
+        log::warn!("{e}");
+        Err(e)
+    }
+
+    /// Refuses (ENOSPC, with a log line) a new staged file or directory in `parent`
+    /// past the count limit.
+    fn check_count(&self, st: &State, parent: Ino, name: &str) -> Result<(), TreeError> {
+        let max = self.max_staged_files();
+        if st.staging.files.len() + st.staging.dirs.len() < max {
+            return Ok(());
+        }
+        let e = TreeError::NoSpace(format!(
+            "{}/{name}: cosign/ already holds {max} staged files and directories \
+             (-o max_staged_files=); remove staged or refused ones first",
+            st.path_of(parent)
+        ));
+        log::warn!("{e}");
+        Err(e)
+    }
+
     // A panic while the lock was held leaves it poisoned; the state is still the last
     // one a change completed or refused (changes are made image first, then state), so
     // serving on is better than failing every request.
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+    //
+    // Both go through `turns` first (see [`Turns`]): std's lock lets no new reader in
+    // while a writer waits, so writers that keep it busy (four `cp`s into /cosign, each
+    // commit holding it through its fsyncs) shut readers out for as long as they go on.
+    fn read(&self) -> StateRead<'_> {
+        let turn = self.turns.read();
+        StateRead {
+            state: self.state.read().unwrap_or_else(|e| e.into_inner()),
+            _turn: turn,
+        }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> StateWrite<'_> {
+        let turn = self.turns.write();
+        StateWrite {
+            state: self.state.write().unwrap_or_else(|e| e.into_inner()),
+            _turn: turn,
+        }
+    }
+
+    /// The readers' handles; held only for map lookups and updates, never across I/O
+    /// (but the copies of [`Volume::preserve_open_files`], under the state's write lock).
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies every open image file of at most [`SNAPSHOT_MAX`] bytes not copied yet,
+    /// before an update changes the image: called with the state's write lock held, so
+    /// no commit can come between the copy and what it preserves.
+    fn preserve_open_files(&self, st: &State) {
+        let mut handles = self.handles();
+        // One copy per file, however many descriptors have it open.
+        let mut copies: HashMap<Ino, Arc<[u8]>> = HashMap::new();
+        for h in handles.files.values_mut() {
+            if h.snapshot.is_some() {
+                continue;
+            }
+            if let Some(bytes) = copies.get(&h.ino) {
+                h.snapshot = Some(bytes.clone());
+                continue;
+            }
+            let Ok(a) = st.tree.attr(h.ino) else { continue };
+            if a.size > SNAPSHOT_MAX {
+                continue;
+            }
+            let mut buf = vec![0; a.size as usize];
+            match st.tree.read(h.ino, 0, &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    let bytes: Arc<[u8]> = buf.into();
+                    copies.insert(h.ino, bytes.clone());
+                    h.snapshot = Some(bytes);
+                }
+                // Left to the inode: it reads on if the update keeps it.
+                Err(e) => log::debug!("cannot keep open inode {} readable: {e}", h.ino),
+            }
+        }
     }
 
     fn check_writable(&self) -> Result<(), TreeError> {
@@ -292,6 +617,50 @@ impl Volume {
     /// The attributes of `ino`.
     pub fn attr(&self, ino: Ino) -> Result<Attr, TreeError> {
         self.read().attr(ino, self.writable())
+    }
+
+    /// How many bytes a read of `ino` through `fh` can give at most, from offset 0: its
+    /// size, or `None` for what can change size while open (staged files and write
+    /// sessions). An image file's handle knows, even when a commit removed its inode.
+    pub fn read_size(&self, ino: Ino, fh: u64) -> Result<Option<u64>, TreeError> {
+        if fh >= READ_FH_BASE {
+            if let Some(h) = self.handles().files.get(&fh) {
+                return Ok(Some(
+                    h.snapshot.as_ref().map_or(h.attr.size, |b| b.len() as u64),
+                ));
+            }
+        }
+        if fh != 0 {
+            return Ok(None);
+        }
+        self.attr(ino).map(|a| Some(a.size))
+    }
+
+    /// `getattr`: the attributes of `ino`, or, through `fh`, of what that handle reads.
+    /// On a read-write volume an inode a commit replaced (the kernel can ask between a
+    /// lookup and the open or stat it was for, or `fstat` a file it opened before) shows
+    /// what opening it would read ([`Volume::open_file`]): the handle's file, else the
+    /// file now at the same path. Its number stays the one asked about.
+    pub fn attr_for(&self, ino: Ino, fh: Option<u64>) -> Result<Attr, TreeError> {
+        let st = self.read();
+        if let Some(fh) = fh.filter(|&fh| fh >= READ_FH_BASE) {
+            if let Some(h) = self.handles().files.get(&fh) {
+                let mut a = h.attr;
+                if let Some(bytes) = &h.snapshot {
+                    a.size = bytes.len() as u64;
+                }
+                a.ino = ino;
+                return Ok(a);
+            }
+        }
+        match st.attr(ino, self.writable()) {
+            Err(TreeError::NoInode(_)) if self.writable() => {
+                let mut a = st.replaced(ino).ok_or(TreeError::NoInode(ino))?;
+                a.ino = ino;
+                Ok(a)
+            }
+            r => r,
+        }
     }
 
     /// Whether the kernel may cache `ino`'s attributes for long: true of every file of
@@ -331,6 +700,27 @@ impl Volume {
         self.read().parent(ino).map(|_| ())
     }
 
+    /// `opendir`: checks that `ino` is a directory and, on a read-write volume, gives the
+    /// handle its listing will be kept in ([`Volume::list_from`]); 0 on a read-only one.
+    pub fn open_dir(&self, ino: Ino) -> Result<u64, TreeError> {
+        let st = self.read();
+        st.parent(ino)?;
+        if !self.writable() {
+            return Ok(0);
+        }
+        let mut handles = self.handles();
+        let fh = handles.next();
+        handles.dirs.insert(fh, None);
+        Ok(fh)
+    }
+
+    /// `releasedir`: forgets the listing kept for `fh`.
+    pub fn release_dir(&self, fh: u64) {
+        if fh >= READ_FH_BASE {
+            self.handles().dirs.remove(&fh);
+        }
+    }
+
     /// Every entry of directory `ino`, sorted by name.
     pub fn entries(&self, ino: Ino) -> Result<Vec<DirEntry>, TreeError> {
         self.read().entries(ino)
@@ -350,21 +740,51 @@ impl Volume {
     /// `add` (which returns true when its reply is full), all under one read of the
     /// state: no copy of a 10,000-entry directory per reply, and no second lock taken
     /// while the first is held.
+    ///
+    /// Through a handle of a read-write volume ([`Volume::open_dir`]) the positions are
+    /// those of the listing taken at the first call (offset 0): a listing takes several
+    /// calls, and commits between them insert and remove names, which would shift
+    /// positions and make a name that was there all along show twice or not at all. What
+    /// changed since is looked up again by name: a replaced inode shows as the current
+    /// one, a removed name not at all.
     pub fn list_from(
         &self,
         ino: Ino,
+        fh: u64,
         offset: u64,
         mut add: impl FnMut(&DirEntry, u64, &Attr, bool) -> bool,
     ) -> Result<(), TreeError> {
         let st = self.read();
         let parent = st.parent(ino)?;
-        let merged;
-        let entries: &[DirEntry] = match st.node(ino)? {
-            Node::Tree if !st.lists_more_than_the_tree(ino) => st.tree.entries(ino)?,
-            _ => {
-                merged = st.entries(ino)?;
-                &merged
+        let kept = if fh >= READ_FH_BASE {
+            let mut handles = self.handles();
+            match handles.dirs.get_mut(&fh) {
+                Some(Some(listing)) if offset != 0 => Some(listing.clone()),
+                Some(slot) => {
+                    let listing: Arc<[DirEntry]> = match st.node(ino)? {
+                        Node::Tree if !st.lists_more_than_the_tree(ino) => {
+                            st.tree.entries(ino)?.into()
+                        }
+                        _ => st.entries(ino)?.into(),
+                    };
+                    *slot = Some(listing.clone());
+                    Some(listing)
+                }
+                None => None,
             }
+        } else {
+            None
+        };
+        let merged;
+        let entries: &[DirEntry] = match &kept {
+            Some(listing) => listing,
+            None => match st.node(ino)? {
+                Node::Tree if !st.lists_more_than_the_tree(ino) => st.tree.entries(ino)?,
+                _ => {
+                    merged = st.entries(ino)?;
+                    &merged
+                }
+            },
         };
         let writable = self.writable();
         let dots = [(ino, "."), (parent, "..")];
@@ -381,7 +801,25 @@ impl Volume {
                 }
                 _ => &entries[(pos - 2) as usize],
             };
-            let attr = st.attr(e.ino, writable)?;
+            let current;
+            let (e, attr) = match st.attr(e.ino, writable) {
+                Ok(attr) => (e, attr),
+                Err(_) if kept.is_some() => match st
+                    .lookup(ino, e.name.as_bytes())
+                    .and_then(|i| st.attr(i, writable))
+                {
+                    Ok(attr) => {
+                        current = DirEntry {
+                            name: e.name.clone(),
+                            ino: attr.ino,
+                            kind: attr.kind,
+                        };
+                        (&current, attr)
+                    }
+                    Err(_) => continue,
+                },
+                Err(e) => return Err(e),
+            };
             let stable = st.name_is_stable(ino, e.name.as_bytes(), e.kind, writable);
             if add(e, pos + 1, &attr, stable) {
                 break;
@@ -403,11 +841,60 @@ impl Volume {
         self.read().tree.stats()
     }
 
+    /// Opens for reading an inode a commit replaced after the kernel looked its name up
+    /// (lookup and open are separate requests, and `/index.json` gets a new inode with
+    /// every attach): opens the file now at the same path instead, as an open just after
+    /// the commit would have, served past the page cache since the size the kernel has
+    /// for the old inode is not this file's. ENOENT when nothing is at that path now.
+    fn open_replaced(&self, st: &State, ino: Ino) -> Result<Opened, TreeError> {
+        let current = st.replaced(ino).ok_or(TreeError::NoInode(ino))?;
+        let mut handles = self.handles();
+        let fh = handles.next();
+        handles.files.insert(
+            fh,
+            ReadHandle {
+                ino: current.ino,
+                attr: current,
+                snapshot: None,
+            },
+        );
+        Ok(Opened {
+            fh,
+            cacheable: false,
+        })
+    }
+
     /// Opens a file; `write` and `truncate` as the open flags say.
     pub fn open_file(&self, ino: Ino, write: bool, truncate: bool) -> Result<Opened, TreeError> {
         if !write {
             let st = self.read();
-            return match st.node(ino)? {
+            let node = match st.node(ino) {
+                Err(TreeError::NoInode(_)) if self.writable() => {
+                    return self.open_replaced(&st, ino);
+                }
+                node => node?,
+            };
+            return match node {
+                Node::Tree if self.writable() => {
+                    st.tree.check_file(ino)?;
+                    // Registered under the state's lock: no commit can come between the
+                    // check and the handle, and the next one sees the handle.
+                    let attr = st.tree.attr(ino)?;
+                    let mut handles = self.handles();
+                    let fh = handles.next();
+                    handles.files.insert(
+                        fh,
+                        ReadHandle {
+                            ino,
+                            attr,
+                            snapshot: None,
+                        },
+                    );
+                    Ok(Opened {
+                        fh,
+                        cacheable: true,
+                    })
+                }
                 Node::Tree => st.tree.check_file(ino).map(|()| Opened {
                     fh: 0,
                     cacheable: true,
@@ -446,6 +933,7 @@ impl Volume {
                 } else if size > max {
                     return Err(st.too_large(ino, max));
                 } else {
+                    self.check_total(&st, ino, size)?;
                     let mut buf = vec![0; size as usize];
                     let n = st.tree.read(ino, 0, &mut buf)?;
                     buf.truncate(n);
@@ -477,6 +965,24 @@ impl Volume {
         buf: &mut [u8],
     ) -> Result<usize, TreeError> {
         let st = self.read();
+        if fh >= READ_FH_BASE {
+            let handles = self.handles();
+            if let Some(h) = handles.files.get(&fh) {
+                if let Some(bytes) = &h.snapshot {
+                    return Ok(copy_out(bytes, offset, buf));
+                }
+                let tree_ino = h.ino;
+                drop(handles);
+                return match st.tree.read(tree_ino, offset, buf) {
+                    // Larger than a snapshot, and removed by an update since it was opened.
+                    Err(TreeError::NoInode(_)) => Err(TreeError::Stale(format!(
+                        "{}: inode {ino}, open for reading, was removed from the image",
+                        self.path.display()
+                    ))),
+                    r => r,
+                };
+            }
+        }
         if let Some(Handle::Session { data, .. }) = st.handles.get(&fh) {
             return Ok(copy_out(data, offset, buf));
         }
@@ -501,16 +1007,30 @@ impl Volume {
         let max = self.max_staged();
         let mut st = self.write();
         let end = offset.saturating_add(data.len() as u64);
-        if end > max {
+        let held = match st.handles.get(&fh) {
+            Some(Handle::Session { data, .. }) => data.len() as u64,
+            Some(Handle::Staged) => st
+                .staging
+                .files
+                .get(&ino)
+                .map_or(0, |f| f.data.len() as u64),
+            None => 0,
+        };
+        let refused = if end > max {
             let e = st.too_large(ino, max);
+            log::warn!("{e}");
+            Err(e)
+        } else {
+            self.check_total(&st, ino, end.saturating_sub(held))
+        };
+        if let Err(e) = refused {
             if let Some(Handle::Staged) = st.handles.get(&fh) {
                 if let Some(f) = st.staging.files.get_mut(&ino) {
-                    f.refused = Some(e.to_string());
+                    f.refused = Some(Refusal::of(&e));
                     let group = f.group.clone();
                     st.set_state(&group, GroupState::Failed(e.to_string()));
                 }
             }
-            log::warn!("{e}");
             return Err(e);
         }
         let buffer = match st.handles.get_mut(&fh) {
@@ -534,10 +1054,15 @@ impl Volume {
 
     /// `close(2)` of a handle: where a drop commits, or says why it cannot.
     pub fn flush(&self, ino: Ino, fh: u64) -> Result<(), TreeError> {
-        if fh == 0 {
+        // Readers' closes change nothing: they must not wait for the write lock.
+        if fh == 0 || fh >= READ_FH_BASE {
             return Ok(());
         }
         let mut st = self.write();
+        if st.handles.contains_key(&fh) {
+            // Either may change the image, and what readers have open must outlive that.
+            self.preserve_open_files(&st);
+        }
         let result = match st.handles.get(&fh) {
             None => return Ok(()),
             Some(Handle::Staged) => st.flush_staged(ino, &self.path, &self.options),
@@ -557,6 +1082,10 @@ impl Volume {
         if fh == 0 {
             return;
         }
+        if fh >= READ_FH_BASE {
+            self.handles().files.remove(&fh);
+            return;
+        }
         let mut st = self.write();
         if let Some(Handle::Staged) = st.handles.remove(&fh) {
             st.closed(ino);
@@ -569,6 +1098,7 @@ impl Volume {
         let mut st = self.write();
         let name = st.new_name(parent, name)?;
         let (group, role) = st.place_for_file(parent, &name)?;
+        self.check_count(&st, parent, &name)?;
         let ino = st.table.fresh();
         if let Group::Top(base) = &group {
             if !st.staging.top.contains_key(base) {
@@ -617,6 +1147,7 @@ impl Volume {
         let name = st.new_name(parent, name)?;
         staging::check_dir_name(&name)
             .map_err(|reason| TreeError::Rejected(format!("cosign/{name}: {reason}")))?;
+        self.check_count(&st, parent, &name)?;
         let ino = st.table.fresh();
         let error_ino = st.table.fresh();
         st.staging.dirs.insert(
@@ -693,6 +1224,9 @@ impl Volume {
         self.check_writable()?;
         let mut st = self.write();
         let child = st.lookup(parent, name)?;
+        // Removing a signature changes the image, and what readers have open must
+        // outlive that.
+        self.preserve_open_files(&st);
         match st.node(child)? {
             Node::StagedDir(d) => {
                 if !st.entries(child)?.is_empty() {
@@ -744,6 +1278,13 @@ impl Volume {
             if size > max {
                 return Err(st.too_large(ino, max));
             }
+            let held = match fh.and_then(|fh| st.handles.get(&fh)) {
+                Some(Handle::Session { data, .. }) => Some(data.len() as u64),
+                _ => st.staging.files.get(&ino).map(|f| f.data.len() as u64),
+            };
+            if let Some(held) = held {
+                self.check_total(&st, ino, size.saturating_sub(held))?;
+            }
             if let Some(Handle::Session { data, .. }) = fh.and_then(|fh| st.handles.get_mut(&fh)) {
                 data.resize(size as usize, 0);
                 let mut a = st.attr(ino, true)?;
@@ -790,6 +1331,12 @@ fn copy_out(data: &[u8], offset: u64, buf: &mut [u8]) -> usize {
 
 impl State {
     fn node(&self, ino: Ino) -> Result<Node<'_>, TreeError> {
+        // First: staged files, directories, aliases and error files all have numbers
+        // `InodeTable::fresh` gave, which no tree node ever has, and the searches below
+        // are linear in what is staged (every stat in `/cosign` asks this).
+        if self.tree.contains(ino) {
+            return Ok(Node::Tree);
+        }
         if let Some(f) = self.staging.files.get(&ino) {
             return Ok(Node::Staged(f));
         }
@@ -801,9 +1348,6 @@ impl State {
         }
         if let Some(text) = self.error_text(ino) {
             return Ok(Node::Error(text));
-        }
-        if self.tree.contains(ino) {
-            return Ok(Node::Tree);
         }
         Err(TreeError::NoInode(ino))
     }
@@ -858,6 +1402,12 @@ impl State {
                 if writable && cosign_dir {
                     a.perm = WRITABLE_DIR_PERM;
                 }
+                // A committed entry's files take writes that repeat or add to them (`cp -r`
+                // of an entry onto itself), and the kernel checks this mode before the
+                // write reaches the volume (default_permissions).
+                if writable && self.entry_files.contains_key(&ino) {
+                    a.perm = STAGED_FILE_PERM;
+                }
                 a
             }
             Node::Staged(f) => file(f.data.len(), STAGED_FILE_PERM, f.mtime),
@@ -890,12 +1440,11 @@ impl State {
 
     /// The current entry (directory and description) of `id`.
     fn resolve(&self, id: EntryId) -> Option<(Ino, &cosign::Entry)> {
-        self.tree
+        let (dir, e) = self
+            .tree
             .cosign_entries()
-            .iter()
-            .rev()
-            .find(|(_, e)| EntryId::of(e) == id)
-            .map(|(dir, e)| (*dir, e))
+            .get(*self.entry_index.get(&id)?)?;
+        Some((*dir, e))
     }
 
     fn alias_target(&self, alias: &Alias) -> Result<String, TreeError> {
@@ -1060,11 +1609,55 @@ impl State {
             }
         }
         let name = std::str::from_utf8(name).map_err(|_| not_found())?;
+        if Some(parent) == self.tree.cosign_dir() {
+            // What `entries` would merge, by name, in the order its dedup prefers (the
+            // tree's own names were looked up above): building and sorting the whole
+            // listing for each lookup made `ls -l` of `/cosign` quadratic.
+            return self.lookup_staged_top(parent, name).ok_or_else(not_found);
+        }
         self.entries(parent)?
             .into_iter()
             .find(|e| e.name == name)
             .map(|e| e.ino)
             .ok_or_else(not_found)
+    }
+
+    /// The file now at the path where tree inode `ino` was, if that inode is no longer in
+    /// the tree (a commit replaced it) and a file is there.
+    fn replaced(&self, ino: Ino) -> Option<Attr> {
+        if self.tree.contains(ino) {
+            return None;
+        }
+        self.table
+            .path_of(ino)
+            .and_then(|path| self.tree.resolve(path).ok())
+            .filter(|a| a.kind == Kind::File)
+    }
+
+    /// `name` among what `/cosign` (`dir`) shows beyond the tree: a staged directory, an
+    /// error file, an alias of an entry still there, a staged file; as `entries` and
+    /// `staged_top_entries` list them.
+    fn lookup_staged_top(&self, dir: Ino, name: &str) -> Option<Ino> {
+        if let Some((&ino, _)) = self.staging.dirs.iter().find(|(_, d)| d.name == name) {
+            return Some(ino);
+        }
+        if let Some(base) = name.strip_suffix(&format!(".{ERROR_FILE}")) {
+            if let Some(g) = self.staging.top.get(base) {
+                if matches!(g.state, GroupState::Failed(_)) {
+                    return Some(g.error_ino);
+                }
+            }
+        }
+        if let Some(a) = self.staging.aliases.get(name) {
+            if self.resolve(a.entry).is_some() {
+                return Some(a.ino);
+            }
+        }
+        self.staging
+            .files
+            .iter()
+            .find(|(_, f)| f.listed && f.parent == dir && f.name == name)
+            .map(|(&ino, _)| ino)
     }
 
     /// The name for something new in `parent`, refused when taken.
@@ -1131,6 +1724,25 @@ impl State {
             "{}: over the size limit of {max} bytes for staged files (-o max_staged=)",
             self.path_of(ino)
         ))
+    }
+
+    /// The bytes `/cosign` holds in memory: staged files and open write sessions.
+    fn staged_bytes(&self) -> u64 {
+        let files: u64 = self
+            .staging
+            .files
+            .values()
+            .map(|f| f.data.len() as u64)
+            .sum();
+        let sessions: u64 = self
+            .handles
+            .values()
+            .map(|h| match h {
+                Handle::Session { data, .. } => data.len() as u64,
+                Handle::Staged => 0,
+            })
+            .sum();
+        files + sessions
     }
 
     fn add_handle(&mut self, handle: Handle) -> u64 {
@@ -1273,9 +1885,9 @@ impl State {
             .values()
             .find(|f| f.listed && &f.group == group && f.refused.is_some())
             .and_then(|f| f.refused.clone());
-        if let Some(reason) = refused {
-            self.set_state(group, GroupState::Failed(reason.clone()));
-            return Err(TreeError::TooLarge(reason));
+        if let Some(refusal) = refused {
+            self.set_state(group, GroupState::Failed(refusal.reason().to_string()));
+            return Err(refusal.error());
         }
         let (drop, payload_complete) = self.gather(group);
         let fail = |st: &mut State, e: &AttachError| {
@@ -1536,8 +2148,10 @@ impl State {
     fn index_entry_files(&mut self) {
         self.stable_dirs = self.tree.stable_name_dirs();
         self.entry_files.clear();
-        for (dir, entry) in self.tree.cosign_entries() {
+        self.entry_index.clear();
+        for (i, (dir, entry)) in self.tree.cosign_entries().iter().enumerate() {
             let id = EntryId::of(entry);
+            self.entry_index.insert(id, i);
             let Ok(files) = self.tree.entries(*dir) else {
                 continue;
             };
@@ -1586,4 +2200,78 @@ fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
         cause = c.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Turns;
+    use std::sync::{mpsc, Arc};
+
+    /// Waits (without a deadline: a hang is the failure) until `cond` holds of the turns.
+    fn until(t: &Turns, cond: impl Fn(&super::TurnState) -> bool) {
+        while !cond(&t.lock()) {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_reader_waiting_goes_before_the_next_writer() {
+        let t = Arc::new(Turns::default());
+        let first = t.write();
+        let (tx, rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let reader = {
+            let (t, tx) = (t.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let _turn = t.read();
+                tx.send("reader").unwrap();
+                release_rx.recv().unwrap();
+            })
+        };
+        until(&t, |s| s.readers_waiting == 1);
+        let writer = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let _turn = t.write();
+                tx.send("writer").unwrap();
+            })
+        };
+        until(&t, |s| s.writers_waiting == 1);
+        drop(first);
+        // The writer cannot go while the reader holds its turn: whatever the scheduler
+        // does, the reader is first.
+        assert_eq!(rx.recv().unwrap(), "reader");
+        release_tx.send(()).unwrap();
+        assert_eq!(rx.recv().unwrap(), "writer");
+        reader.join().unwrap();
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn readers_arriving_while_a_writer_waits_let_it_go_first() {
+        let t = Arc::new(Turns::default());
+        let inside = t.read();
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let (t, tx) = (t.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let _turn = t.write();
+                tx.send("writer").unwrap();
+            })
+        };
+        until(&t, |s| s.writers_waiting == 1);
+        let late = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                let _turn = t.read();
+                tx.send("late reader").unwrap();
+            })
+        };
+        until(&t, |s| s.readers_waiting == 1);
+        drop(inside);
+        assert_eq!(rx.recv().unwrap(), "writer");
+        assert_eq!(rx.recv().unwrap(), "late reader");
+        writer.join().unwrap();
+        late.join().unwrap();
+    }
 }

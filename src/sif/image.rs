@@ -32,6 +32,9 @@ pub const MAX_DESCRIPTORS: i64 = 1 << 20;
 /// Copy buffer for object data.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Where the legacy (v1) writer always started the data section (spec/SIF.md §6.7).
+const LEGACY_DATA_OFFSET: u64 = 32768;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
     ReadOnly,
@@ -675,9 +678,42 @@ impl SifImage {
 
     pub(super) fn check_writable(&self) -> Result<()> {
         match self.mode {
-            OpenMode::ReadWrite => self.journal.check_usable(),
+            OpenMode::ReadWrite => {
+                self.journal.check_usable()?;
+                self.check_data_section()
+            }
             OpenMode::ReadOnly => Err(SifError::ReadOnly),
         }
+    }
+
+    /// New objects go at the data section's end and a compacting delete truncates the file
+    /// there (spec/SIF.md §5), so a header no writer produces can turn a change into damage:
+    /// a data offset far past the end of the file made an attach extend the file to it
+    /// (gigabytes, or an allocation failure in memory), and a data section that ends inside
+    /// the descriptor table would have the next object overwrite the table. Such an image
+    /// can be read, not changed. The legacy writer's fixed data offset is past the end of
+    /// its empty images (spec/SIF.md §6.7; they end at their table), and stays allowed.
+    fn check_data_section(&self) -> Result<()> {
+        let len = self.file_len()?;
+        // Validated on open: 0 <= data_offset, and the table lies inside the file.
+        if self.header.data_offset as u64 > len.max(LEGACY_DATA_OFFSET) {
+            return Err(SifError::InvalidHeader(format!(
+                "data offset {} is past the end of the file ({len} bytes); the image can be \
+                 read but not changed",
+                self.header.data_offset
+            )));
+        }
+        let table_end = self.header.descriptors_offset + self.header.descriptors_size;
+        let data_end = self.data_end();
+        if data_end < table_end {
+            return Err(SifError::InvalidHeader(format!(
+                "the data section ends at {data_end}, inside the descriptor table [{}, \
+                 {table_end}): new objects would overwrite it; the image can be read but \
+                 not changed",
+                self.header.descriptors_offset
+            )));
+        }
+        Ok(())
     }
 
     pub(super) fn change_time(&self, t: ChangeTime) -> i64 {
@@ -715,7 +751,7 @@ impl SifImage {
         }
         let mut d = obj.descriptor_template(t, digest);
         d.used = true;
-        d.id = u32::try_from(slot + 1).expect("slot count is bounded by MAX_DESCRIPTORS");
+        d.id = self.new_object_id(slot);
         d.offset = offset;
         d.size = size as i64;
         d.size_with_padding = offset - end + size as i64;
@@ -723,6 +759,22 @@ impl SifImage {
         self.header.descriptors_free -= 1;
         self.header.data_size = offset + size as i64 - self.header.data_offset;
         Ok(self.slots[slot].id)
+    }
+
+    /// The ID of an object placed in `slot`: the slot number plus one, as the reference
+    /// library assigns it, unless another writer gave that ID to an object in another slot
+    /// (IDs need only be unique); then the smallest unused one. Reusing it would make the
+    /// image fail validation from then on, for sifmount and upstream alike.
+    fn new_object_id(&self, slot: usize) -> u32 {
+        let natural = u32::try_from(slot + 1).expect("slot count is bounded by MAX_DESCRIPTORS");
+        let taken = |id: u32| self.descriptors().any(|(_, d)| d.id == id);
+        if !taken(natural) {
+            return natural;
+        }
+        let used: std::collections::HashSet<u32> = self.descriptors().map(|(_, d)| d.id).collect();
+        (1..=u32::MAX)
+            .find(|id| !used.contains(id))
+            .expect("at most MAX_DESCRIPTORS IDs are in use")
     }
 
     /// Streams `data` to `offset`, hashing it when asked.

@@ -296,19 +296,6 @@ fn hash_stream(mut stream: impl Read, mut copy: Option<&mut dyn Write>) -> io::R
 
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
-fn layer_descriptor(digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: LAYER_TYPE.to_string(),
-        size: size as i64,
-        digest,
-        data: None,
-        urls: None,
-        annotations: None,
-        platform: None,
-        artifact_type: None,
-    }
-}
-
 /// A linux/amd64 image of `layers`: its config and manifest, added to `docs`; returns the
 /// manifest's bytes and digest.
 fn image_of(layers: &[(Digest, u64)], docs: &mut MemBlobs) -> (Vec<u8>, Digest) {
@@ -327,7 +314,7 @@ fn image_of(layers: &[(Digest, u64)], docs: &mut MemBlobs) -> (Vec<u8>, Digest) 
         config: Descriptor::of(media_type::OCI_CONFIG, &config),
         layers: layers
             .iter()
-            .map(|&(d, size)| layer_descriptor(d, size))
+            .map(|&(d, size)| Descriptor::of_digest(LAYER_TYPE, d, size))
             .collect(),
         annotations: None,
         subject: None,

@@ -165,15 +165,8 @@ fn write_image(dir: &Path) -> Original {
             config: Descriptor::of(media_type::OCI_CONFIG, &config),
             layers: layers
                 .iter()
-                .map(|(d, size)| Descriptor {
-                    media_type: "application/vnd.oci.image.layer.v1.tar".to_string(),
-                    size: *size as i64,
-                    digest: *d,
-                    data: None,
-                    urls: None,
-                    annotations: None,
-                    platform: None,
-                    artifact_type: None,
+                .map(|&(d, size)| {
+                    Descriptor::of_digest("application/vnd.oci.image.layer.v1.tar", d, size)
                 })
                 .collect(),
             annotations: None,

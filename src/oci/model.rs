@@ -43,10 +43,15 @@ pub struct Descriptor {
 impl Descriptor {
     /// A descriptor of `bytes` with this media type.
     pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor::of_digest(media_type, Digest::of(bytes), bytes.len() as u64)
+    }
+
+    /// A descriptor of content known by its digest and size (a layer streamed, not held).
+    pub fn of_digest(media_type: &str, digest: Digest, size: u64) -> Descriptor {
         Descriptor {
             media_type: media_type.to_string(),
-            size: bytes.len() as i64,
-            digest: Digest::of(bytes),
+            size: size as i64,
+            digest,
             data: None,
             urls: None,
             annotations: None,

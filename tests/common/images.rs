@@ -42,16 +42,7 @@ pub fn write_image(
     .expect("serialize a config");
     let layer_descs: Vec<Descriptor> = layers
         .iter()
-        .map(|(d, size)| Descriptor {
-            media_type: "application/vnd.oci.image.layer.v1.tar".to_string(),
-            size: *size as i64,
-            digest: *d,
-            data: None,
-            urls: None,
-            annotations: None,
-            platform: None,
-            artifact_type: None,
-        })
+        .map(|&(d, size)| Descriptor::of_digest("application/vnd.oci.image.layer.v1.tar", d, size))
         .collect();
     let manifest = Manifest {
         schema_version: 2,

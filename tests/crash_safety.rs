@@ -17,8 +17,8 @@ use common::{assert_bytes_eq, read_upstream};
 use sifmount::cosign::{attach, cosign_ref_name, detach, prepare, DropFiles, EntryKind};
 use sifmount::oci::{BlobSource, Manifest, OciError, OciSif};
 use sifmount::sif::{
-    Digest, FileJournal, JournalStore, MemJournal, MemStorage, OpenMode, RecoveryOutcome, SifError,
-    SifImage, Storage,
+    journal_path, Digest, JournalStore, MemJournal, MemStorage, OpenMode, RecoveryOutcome,
+    SifError, SifImage, Storage,
 };
 
 const SIGNED1: &str = "generated/squashfs-image.signed1.oci.sif";
@@ -72,9 +72,9 @@ fn eio() -> io::Error {
     io::Error::from_raw_os_error(libc::EIO)
 }
 
-/// A memory image whose writes stop when the budget runs out.
+/// An image (in memory, or a file) whose writes stop when the budget runs out.
 struct FaultyStorage {
-    inner: Arc<MemStorage>,
+    inner: Arc<dyn Storage>,
     budget: Budget,
 }
 
@@ -117,6 +117,9 @@ impl Storage for FaultyStorage {
     fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
         self.take(None)?;
         self.inner.zero_range(offset, len)
+    }
+    fn identity(&self) -> Option<sifmount::sif::FileIdentity> {
+        self.inner.identity()
     }
 }
 
@@ -861,13 +864,20 @@ fn recovery_on_real_files() {
     let old = read_upstream(SIGNED1);
     let new = read_upstream(SIGNED2);
     let op = attach_drop(last_signature_drop(SIGNED2));
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.oci.sif");
+    std::fs::write(&image, &old).unwrap();
     // Crash after the journal and two image writes.
-    let mem = Arc::new(MemStorage::new(old.clone()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&image)
+        .unwrap();
     let journal = MemJournal::default();
     let budget = Budget::new(false);
     let mut oci = open_journaled(
         Box::new(FaultyStorage {
-            inner: mem.clone(),
+            inner: Arc::new(file),
             budget: budget.clone(),
         }),
         Box::new(FaultyJournal {
@@ -879,12 +889,10 @@ fn recovery_on_real_files() {
     budget.set(3);
     assert!(op(&mut oci).is_err());
     drop(oci);
-    let (crashed, record) = (mem.to_vec(), journal.contents().unwrap());
+    let (crashed, record) = (std::fs::read(&image).unwrap(), journal.contents().unwrap());
     assert!(crashed != old && crashed != new, "a half-applied update");
 
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("image.oci.sif");
-    let journal_path = FileJournal::for_image(&image).path().to_path_buf();
+    let journal_path = journal_path(&image).unwrap();
     assert_eq!(
         journal_path.file_name().unwrap(),
         "image.oci.sif.sifmount-journal"
@@ -958,7 +966,7 @@ fn a_new_image_drops_the_journal_of_the_file_it_replaces() {
     );
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("new.sif");
-    let journal = FileJournal::for_image(&image).path().to_path_buf();
+    let journal = journal_path(&image).unwrap();
 
     std::fs::write(&journal, &record).unwrap();
     let sif = SifImage::create_at_path(

@@ -64,7 +64,15 @@ pub fn write_oci_sif_at_path(
     let shown = path.display().to_string();
     // A journal left by an interrupted update of the file being replaced must never be
     // replayed onto the new one (src/sif/journal.rs).
-    let journal = FileJournal::for_image(path);
+    let journal = FileJournal::for_image(path).map_err(|e| {
+        OciError::Sif(
+            SifError::Io {
+                context: "cannot look for the update journal".into(),
+                source: e,
+            }
+            .in_file(&shown),
+        )
+    })?;
     journal.clear_if_present().map_err(|e| {
         OciError::Sif(
             SifError::Io {

@@ -75,6 +75,24 @@ pub enum SifError {
          the image with the sifmount that wrote it"
     )]
     UnsupportedJournal { journal: String, version: u32 },
+    /// What is at the journal's name is not a journal of this image as it is: not one
+    /// this sifmount could have written, or one of another file, or of this file before it
+    /// was rewritten. Nothing was written; `advice` says what to do.
+    #[error("{journal}: not applying it to the image: {why}; nothing was written. {advice}")]
+    JournalRefused {
+        journal: String,
+        why: String,
+        advice: String,
+    },
+    /// A read-write open of a file with more than one name: its journal would be found
+    /// beside one of them only.
+    #[error(
+        "the image has {links} hard links, and its update journal is kept beside one name \
+         only, so a crash while writing through one would leave the others showing a \
+         half-written image with nothing beside it to recover it; open it read-only, or give \
+         it a file of its own (cp IMAGE NEW && mv NEW IMAGE)"
+    )]
+    HardLinked { links: u64 },
 }
 
 impl SifError {

@@ -16,7 +16,8 @@ use super::descriptor::{
 use super::digest::{Digest, Hasher};
 use super::error::{Result, SifError};
 use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
-use super::journal::{FileJournal, Journaling};
+use super::journal::Journaling;
+use super::journal_file::FileJournal;
 use super::slots::Slots;
 use super::storage::Storage;
 use super::{EXTRA_LEN, NAME_LEN, ZERO_TIME};
@@ -276,8 +277,12 @@ impl SifImage {
         {
             return Err(SifError::NotSif("is a directory".into()).in_file(&shown));
         }
-        let journal = Box::new(FileJournal::for_image(path));
-        SifImage::from_storage_with_journal(Box::new(file), journal, mode)
+        if mode == OpenMode::ReadWrite {
+            check_single_name(&file).map_err(|e| e.in_file(&shown))?;
+        }
+        let journal = FileJournal::for_open_image(path, &file)
+            .map_err(|e| SifError::io("cannot look for the update journal", e).in_file(&shown))?;
+        SifImage::from_storage_with_journal(Box::new(file), Box::new(journal), mode)
             .map_err(|e| e.in_file(&shown))
     }
 
@@ -317,7 +322,8 @@ impl SifImage {
         let shown = path.display().to_string();
         // A journal left by an interrupted update of the file being replaced must never
         // be replayed onto the new one.
-        let journal = FileJournal::for_image(path);
+        let journal = FileJournal::for_image(path)
+            .map_err(|e| SifError::io("cannot look for the update journal", e).in_file(&shown))?;
         journal.clear_if_present().map_err(|e| {
             SifError::io(
                 format!(
@@ -1064,6 +1070,19 @@ fn validate_descriptors(h: &Header, slots: &[Descriptor], file_len: u64) -> Resu
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// Refuses to write a file with more than one hard link (its journal is found by name).
+pub(super) fn check_single_name(file: &File) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let links = file
+        .metadata()
+        .map_err(|e| SifError::io("cannot stat", e))?
+        .nlink();
+    if links > 1 {
+        return Err(SifError::HardLinked { links });
     }
     Ok(())
 }

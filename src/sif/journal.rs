@@ -26,9 +26,10 @@
 //!    they are holes, as upstream leaves them. A copy whose destination overlaps the source
 //!    of any copy is journaled as a write of its bytes instead. Undo data is the old
 //!    bytes of every range inside the old length that the plan overwrites or truncates.
-//! 2. **Journal.** The plan, the old and new lengths and the undo data are written to
-//!    `<image>.sifmount-journal` with a SHA-256 checksum over all of it; the journal file
-//!    and its directory are fsynced.
+//! 2. **Journal.** The plan, the old and new lengths, the undo data and what identifies
+//!    the file are written to `<image>.sifmount-journal` beside the image's canonical path
+//!    (`journal_file.rs`) with a SHA-256 checksum over all of it; the journal file and its
+//!    directory are fsynced.
 //! 3. **Apply.** The plan is applied to the image in order, and the image is fsynced.
 //! 4. **Clear.** The journal is removed and the directory fsynced.
 //!
@@ -39,12 +40,31 @@
 //!
 //! # Record format
 //!
-//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 1);
-//! flags (u32, bit 0: undo data present); old and new image length (u64 each); the
-//! number of steps (u64), then each step as a tag byte and its fields: 1 `Write`
-//! (offset, length, bytes), 2 `Zero` (offset, length), 3 `SetLen` (length), 4 `Copy`
-//! (source, destination, length, 32-byte SHA-256 of the source bytes); the number of undo
-//! ranges (u64), each as offset, length, bytes; last, the SHA-256 of everything before it.
+//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 2);
+//! flags (u32, bit 0: undo data present, bit 1: the file is named); the device and inode
+//! of the image file (u64 each, zero when not named); old and new image length (u64
+//! each); the anchor's end (u64) and the anchor (32 bytes, below); the number of steps
+//! (u64), then each step as a tag byte and its fields: 1 `Write` (offset, length, bytes),
+//! 2 `Zero` (offset, length), 3 `SetLen` (length), 4 `Copy` (source, destination, length,
+//! 32-byte SHA-256 of the source bytes); the number of undo ranges (u64), each as offset,
+//! length, bytes; last, the SHA-256 of everything before it.
+//!
+//! # Which file a journal is of
+//!
+//! The checksum only tells a whole record from a torn one; it says nothing of which file
+//! the record is for. A journal found beside an image may be of a file that has since
+//! been replaced by another (`mv`, `rsync`, a download over it), of the same file
+//! rewritten in place (`cp` over it), or planted by someone who can write the directory
+//! but not the image. So a record names its file, by device and inode, and the state it
+//! started from, by its *anchor*: the SHA-256 of the bytes of the old header and
+//! descriptor table that the update leaves alone. Those bytes are the same before the
+//! update, after it and at every point in between, so a file whose identity and anchor
+//! match is the file the update started from, however far the update got before the
+//! crash; any other file is refused ([`SifError::JournalRefused`], naming the image and
+//! the journal and saying what to do) and nothing is written to it. A read-only open
+//! ignores such a journal, with a warning: it did not touch this file. Format 1
+//! journals, which name no file, are refused as unknown. Who may have written the
+//! journal file at all, and how it is opened, is `journal_file.rs`.
 //!
 //! # Why any crash leaves the old state or the new one
 //!
@@ -89,26 +109,26 @@
 //! right for the kilobytes of a signature, not for adding gigabyte layers (use
 //! [`SifImage::create`] for new images).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::digest::Hasher;
 use super::error::{Result, SifError};
 use super::image::{OpenMode, SifImage};
+use super::journal_file::{FileJournal, UntrustedJournal};
 use super::overlay::{Detached, Map, Overlay, Src};
-use super::storage::Storage;
-
-/// What the journal file's name adds to the image's.
-pub const JOURNAL_SUFFIX: &str = ".sifmount-journal";
+use super::storage::{FileIdentity, Storage};
 
 /// The most undo data a commit journals (see the module documentation).
 pub const MAX_UNDO: u64 = 64 << 20;
 
 const MAGIC: &[u8; 16] = b"sifmount-journal";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const FLAG_UNDO: u32 = 1;
+/// The record names the file it belongs to (its device and inode).
+const FLAG_IDENTITY: u32 = 2;
 const CHUNK: u64 = 1 << 20;
 
 /// Where a journal record is kept.
@@ -122,91 +142,6 @@ pub trait JournalStore: Send + Sync {
     /// How messages name the journal.
     fn name(&self) -> String {
         "the update journal".to_string()
-    }
-}
-
-/// A journal in a file, normally `<image>.sifmount-journal` beside the image.
-#[derive(Clone, Debug)]
-pub struct FileJournal {
-    path: PathBuf,
-}
-
-impl FileJournal {
-    pub fn new(path: impl Into<PathBuf>) -> FileJournal {
-        FileJournal { path: path.into() }
-    }
-
-    /// The journal of the image at `image`: the same path with [`JOURNAL_SUFFIX`] added.
-    pub fn for_image(image: impl AsRef<Path>) -> FileJournal {
-        let mut p = image.as_ref().as_os_str().to_owned();
-        p.push(JOURNAL_SUFFIX);
-        FileJournal::new(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Removes a journal left beside a file that is about to be replaced by a new image,
-    /// so that it is never replayed onto the new one.
-    pub fn clear_if_present(&self) -> io::Result<()> {
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(_) => self.clear(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        match File::open(dir).and_then(|d| d.sync_all()) {
-            // Some file systems cannot fsync a directory; their names are as durable as
-            // they get.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-            other => other,
-        }
-    }
-}
-
-impl JournalStore for FileJournal {
-    fn load(&self) -> io::Result<Option<Vec<u8>>> {
-        match std::fs::read(&self.path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn store(&self, bytes: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Owner-only: the record holds image bytes, and nobody else needs it.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&self.path)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        self.sync_dir()
-    }
-
-    fn clear(&self) -> io::Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // Even when the file was already gone: an earlier removal may not be durable yet,
-        // and a journal that reappeared after a crash would be replayed onto newer bytes.
-        self.sync_dir()
-    }
-
-    fn name(&self) -> String {
-        self.path.display().to_string()
     }
 }
 
@@ -295,8 +230,18 @@ impl Op {
 /// A journal record: how to turn the old file into the new one, and back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
+    /// The file the update is of; `None` for storage that is not a file (memory).
+    image: Option<FileIdentity>,
     old_len: u64,
     new_len: u64,
+    /// Where the old header and descriptor table end: [`Record::anchor`] covers the bytes
+    /// before this offset.
+    anchor_end: u64,
+    /// The SHA-256 of the bytes before `anchor_end` that the plan does not change, in
+    /// order: the same before the update, after it, and at every point in between, so
+    /// a file that still hashes to it is the one the update started from, however far
+    /// the update got.
+    anchor: [u8; 32],
     ops: Vec<Op>,
     /// The old bytes of every range inside `old_len` the plan changes; `None` when they
     /// were over [`MAX_UNDO`].
@@ -314,10 +259,18 @@ impl Record {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        let flags = if self.undo.is_some() { FLAG_UNDO } else { 0 };
+        let mut flags = if self.undo.is_some() { FLAG_UNDO } else { 0 };
+        if self.image.is_some() {
+            flags |= FLAG_IDENTITY;
+        }
         out.extend_from_slice(&flags.to_le_bytes());
+        let image = self.image.unwrap_or(FileIdentity { dev: 0, ino: 0 });
+        put(&mut out, image.dev);
+        put(&mut out, image.ino);
         put(&mut out, self.old_len);
         put(&mut out, self.new_len);
+        put(&mut out, self.anchor_end);
+        out.extend_from_slice(&self.anchor);
         put(&mut out, self.ops.len() as u64);
         for op in &self.ops {
             match op {
@@ -405,8 +358,12 @@ fn decode(bytes: &[u8]) -> Decoded {
 
 fn decode_body(c: &mut Cursor<'_>) -> Option<Record> {
     let flags = c.u32()?;
+    let (dev, ino) = (c.u64()?, c.u64()?);
+    let image = (flags & FLAG_IDENTITY != 0).then_some(FileIdentity { dev, ino });
     let old_len = c.u64()?;
     let new_len = c.u64()?;
+    let anchor_end = c.u64()?;
+    let anchor: [u8; 32] = c.take(32)?.try_into().ok()?;
     let n_ops = c.u64()?;
     let mut ops = Vec::new();
     for _ in 0..n_ops {
@@ -456,8 +413,11 @@ fn decode_body(c: &mut Cursor<'_>) -> Option<Record> {
         None
     };
     Some(Record {
+        image,
         old_len,
         new_len,
+        anchor_end,
+        anchor,
         ops,
         undo,
     })
@@ -498,8 +458,9 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Turns what a transaction made of the image into a plan (see the module
-/// documentation), reading the old bytes it needs from `base`.
-fn plan(map: &Map, base: &dyn Storage, base_len: u64) -> io::Result<Record> {
+/// documentation), reading the old bytes it needs from `base`. `anchor_end` is where
+/// the old header and descriptor table end.
+fn plan(map: &Map, base: &dyn Storage, base_len: u64, anchor_end: u64) -> io::Result<Record> {
     struct Move {
         src: u64,
         dst: u64,
@@ -580,23 +541,9 @@ fn plan(map: &Map, base: &dyn Storage, base_len: u64) -> io::Result<Record> {
     ops.extend(inline);
     ops.extend(rest);
 
-    let mut ranges: Vec<(u64, u64)> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::SetLen { len } => Some((*len, base_len)),
-            other => other.written(),
-        })
-        .map(|(a, b)| (a, b.min(base_len)))
-        .filter(|(a, b)| a < b)
-        .collect();
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (a, b) in ranges {
-        match merged.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => merged.push((a, b)),
-        }
-    }
+    let merged = changed_ranges(&ops, base_len);
+    let anchor_end = anchor_end.min(base_len);
+    let anchor = anchor_hash(base, anchor_end, &merged)?;
     let total: u64 = merged.iter().map(|(a, b)| b - a).sum();
     let undo = if total > MAX_UNDO {
         log::info!(
@@ -614,11 +561,94 @@ fn plan(map: &Map, base: &dyn Storage, base_len: u64) -> io::Result<Record> {
         Some(undo)
     };
     Ok(Record {
+        image: base.identity(),
         old_len: base_len,
         new_len: map.len,
+        anchor_end,
+        anchor,
         ops,
         undo,
     })
+}
+
+/// The ranges inside the old length that a plan overwrites or truncates, sorted and
+/// merged: what its undo data holds, and what the anchor leaves out.
+fn changed_ranges(ops: &[Op], old_len: u64) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::SetLen { len } => Some((*len, old_len)),
+            other => other.written(),
+        })
+        .map(|(a, b)| (a, b.min(old_len)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// The SHA-256 of the bytes before `end` outside `changed` (sorted, merged), in order.
+fn anchor_hash(s: &dyn Storage, end: u64, changed: &[(u64, u64)]) -> io::Result<[u8; 32]> {
+    let mut h = Hasher::default();
+    let mut buf = Vec::new();
+    let mut at = 0u64;
+    let mut feed = |from: u64, to: u64, h: &mut Hasher| -> io::Result<()> {
+        let mut pos = from;
+        while pos < to {
+            let n = CHUNK.min(to - pos) as usize;
+            buf.resize(n, 0);
+            s.read_exact_at(&mut buf, pos)?;
+            h.update(&buf);
+            pos += n as u64;
+        }
+        Ok(())
+    };
+    for &(a, b) in changed {
+        if a >= end {
+            break;
+        }
+        feed(at, a, &mut h)?;
+        at = at.max(b);
+    }
+    if at < end {
+        feed(at, end, &mut h)?;
+    }
+    Ok(*h.finish().as_bytes())
+}
+
+/// Why `rec` must not be applied to `s`, if it must not: it is of another file, or of
+/// this one in a state the update cannot have left it in.
+fn foreign_to(s: &dyn Storage, rec: &Record) -> io::Result<Option<String>> {
+    let here = s.identity();
+    if rec.image != here {
+        return Ok(Some(match (rec.image, here) {
+            (Some(was), Some(now)) => format!(
+                "it records an update of the file at {was}, and the image is now the file at \
+                 {now}: the image was replaced (moved, copied or downloaded over) after that \
+                 update was interrupted"
+            ),
+            (Some(was), None) => {
+                format!("it records an update of the file at {was}, which this image is not")
+            }
+            (None, _) => "it does not say which file it belongs to".to_string(),
+        }));
+    }
+    let rewritten = "the image's header and descriptor table are neither those the update \
+                     started from nor anything it could have made of them: the file was \
+                     rewritten after the update was interrupted";
+    match anchor_hash(s, rec.anchor_end, &changed_ranges(&rec.ops, rec.old_len)) {
+        Ok(sum) if sum == rec.anchor => Ok(None),
+        Ok(_) => Ok(Some(rewritten.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(rewritten.to_string())),
+        Err(e) => Err(e),
+    }
 }
 
 /// Appends a write, joined to the previous one when it continues it.
@@ -733,14 +763,36 @@ pub(super) fn recover_with(
         Ok(None) => return Ok(RecoveryOutcome::Nothing),
         Ok(Some(b)) => b,
         Err(e) => {
+            if let Some(why) = UntrustedJournal::in_error(&e) {
+                return Err(SifError::JournalRefused {
+                    journal: name,
+                    why: why.to_string(),
+                    advice: UNTRUSTED_ADVICE.to_string(),
+                });
+            }
             return Err(SifError::io(
                 format!("cannot read the update journal {name}"),
                 e,
-            ))
+            ));
         }
     };
     let rec = match decode(&bytes) {
-        Decoded::Valid(r) => r,
+        Decoded::Valid(r) => match foreign_to(storage, &r) {
+            Ok(None) => r,
+            Ok(Some(why)) => {
+                return Err(SifError::JournalRefused {
+                    journal: name,
+                    why,
+                    advice: FOREIGN_ADVICE.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(SifError::io(
+                    format!("cannot check that the update journal {name} is of this image"),
+                    e,
+                ))
+            }
+        },
         Decoded::Unsupported(version) => {
             return Err(SifError::UnsupportedJournal {
                 journal: name,
@@ -795,15 +847,34 @@ pub(super) fn recover_with(
     Ok(outcome)
 }
 
-/// For read-only opens: fails when a whole journal says an update is half-applied.
-fn check_no_pending(journal: &dyn JournalStore) -> Result<()> {
+/// What to do about a file at the journal's name that sifmount cannot have written.
+const UNTRUSTED_ADVICE: &str = "Find out who put it there; once it is removed, the image \
+     opens read-write as it is (read-only opens ignore it)";
+
+/// What to do about a journal of another file, or of this one before it was rewritten.
+const FOREIGN_ADVICE: &str = "If the image was replaced on purpose, the interrupted update \
+     belonged to the file it replaced: remove the journal. If not, put the file it belongs \
+     to back in its place and run `sifmount --recover` on it";
+
+/// For read-only opens: fails when a whole journal says an update of this very file is
+/// half-applied. Anything else at the journal's name did not touch this file, and is
+/// ignored with a warning.
+fn check_no_pending(storage: &dyn Storage, journal: &dyn JournalStore) -> Result<()> {
     let name = journal.name();
     match journal.load() {
         Ok(None) => Ok(()),
         Ok(Some(bytes)) => match decode(&bytes) {
-            Decoded::Valid(_) | Decoded::Unsupported(_) => {
-                Err(SifError::PendingUpdate { journal: name })
-            }
+            Decoded::Valid(rec) => match foreign_to(storage, &rec) {
+                Ok(Some(why)) => {
+                    log::warn!(
+                        "{name}: ignoring an update journal that is not of this image ({why})"
+                    );
+                    Ok(())
+                }
+                // A file that cannot be read to check cannot be read safely either.
+                Ok(None) | Err(_) => Err(SifError::PendingUpdate { journal: name }),
+            },
+            Decoded::Unsupported(_) => Err(SifError::PendingUpdate { journal: name }),
             Decoded::Invalid(why) => {
                 log::warn!(
                     "{name}: ignoring an incomplete update journal ({why}); the image had not \
@@ -813,8 +884,14 @@ fn check_no_pending(journal: &dyn JournalStore) -> Result<()> {
             }
         },
         Err(e) => {
-            // A reader that cannot see the journal cannot do better than read the image.
-            log::warn!("{name}: cannot read the update journal ({e}); reading the image as is");
+            // Neither a file sifmount could have written nor one a reader can see says
+            // anything about this image; reading it as it is is the best a reader can do.
+            match UntrustedJournal::in_error(&e) {
+                Some(why) => log::warn!("{name}: ignoring it: {why}; reading the image as is"),
+                None => log::warn!(
+                    "{name}: cannot read the update journal ({e}); reading the image as is"
+                ),
+            }
             Ok(())
         }
     }
@@ -876,7 +953,7 @@ impl SifImage {
             OpenMode::ReadWrite => {
                 recover_with(storage.as_ref(), journal.as_ref())?;
             }
-            OpenMode::ReadOnly => check_no_pending(journal.as_ref())?,
+            OpenMode::ReadOnly => check_no_pending(storage.as_ref(), journal.as_ref())?,
         }
         let mut image = SifImage::from_storage(storage, mode)?;
         image.journal = Journaling::new(Some(journal));
@@ -893,7 +970,9 @@ impl SifImage {
             .write(true)
             .open(path)
             .map_err(|e| SifError::io("cannot open", e).in_file(&shown))?;
-        recover_with(&file, &FileJournal::for_image(path)).map_err(|e| e.in_file(&shown))
+        let journal = FileJournal::for_open_image(path, &file)
+            .map_err(|e| SifError::io("cannot find the update journal", e).in_file(&shown))?;
+        recover_with(&file, &journal).map_err(|e| e.in_file(&shown))
     }
 
     /// Runs `f` as one atomic update (module documentation): either everything it
@@ -930,6 +1009,7 @@ impl SifImage {
         self.storage = Box::new(overlay.clone());
         self.journal.overlay = Some(overlay);
         let (header, slots) = (self.header.clone(), self.slots.clone());
+        let old_table_end = (header.descriptors_offset + header.descriptors_size).max(0) as u64;
 
         let result = f(self);
 
@@ -952,7 +1032,7 @@ impl SifImage {
                 return Err(e);
             }
         };
-        if let Err(e) = self.commit(&map, base_len) {
+        if let Err(e) = self.commit(&map, base_len, old_table_end) {
             (self.header, self.slots) = (header, slots);
             return Err(e.into());
         }
@@ -967,9 +1047,9 @@ impl SifImage {
     }
 
     /// Journals, applies and syncs what a transaction made of the image.
-    fn commit(&mut self, map: &Map, base_len: u64) -> Result<()> {
+    fn commit(&mut self, map: &Map, base_len: u64, old_table_end: u64) -> Result<()> {
         let base = self.storage.as_ref();
-        let rec = plan(map, base, base_len)
+        let rec = plan(map, base, base_len, old_table_end)
             .map_err(|e| SifError::io("cannot read the bytes an update replaces", e))?;
         if rec.is_noop() {
             return Ok(());
@@ -1058,8 +1138,11 @@ mod tests {
 
     fn sample() -> Record {
         Record {
+            image: Some(FileIdentity { dev: 8, ino: 1234 }),
             old_len: 100,
             new_len: 120,
+            anchor_end: 64,
+            anchor: [9; 32],
             ops: vec![
                 Op::Copy {
                     src: 1,
@@ -1098,10 +1181,10 @@ mod tests {
             assert!(matches!(decode(&b), Decoded::Invalid(_)), "byte {i}");
         }
         let mut newer = bytes[..bytes.len() - 32].to_vec();
-        newer[16..20].copy_from_slice(&2u32.to_le_bytes());
+        newer[16..20].copy_from_slice(&(VERSION + 1).to_le_bytes());
         let sum = sha256(&newer);
         newer.extend_from_slice(&sum);
-        assert!(matches!(decode(&newer), Decoded::Unsupported(2)));
+        assert!(matches!(decode(&newer), Decoded::Unsupported(v) if v == VERSION + 1));
     }
 
     #[test]
@@ -1109,7 +1192,7 @@ mod tests {
         let mut body = MAGIC.to_vec();
         body.extend_from_slice(&VERSION.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        body.extend_from_slice(&[0; 16 + 24 + 32]);
         body.extend_from_slice(&u64::MAX.to_le_bytes()); // a billion billion ops
         let sum = sha256(&body);
         body.extend_from_slice(&sum);

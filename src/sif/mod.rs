@@ -13,6 +13,7 @@ mod header;
 mod image;
 pub mod integrity;
 mod journal;
+mod journal_file;
 mod overlay;
 mod slots;
 mod storage;
@@ -30,10 +31,12 @@ pub use image::{
     for_each_used_descriptor, AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput,
     OpenMode, SetOptions, SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
 };
-pub use journal::{
-    FileJournal, JournalStore, MemJournal, RecoveryOutcome, JOURNAL_SUFFIX, MAX_UNDO,
+pub use journal::{JournalStore, MemJournal, RecoveryOutcome, MAX_UNDO};
+pub use journal_file::{
+    canonical_image_path, journal_path, FileJournal, UntrustedJournal, JOURNAL_SUFFIX,
+    MAX_JOURNAL_LEN,
 };
-pub use storage::{MemStorage, Storage};
+pub use storage::{FileIdentity, MemStorage, Storage};
 pub use writer_lock::{changed_on_disk, LockError, WriterLock};
 
 /// "Unset" timestamps: 0001-01-01T00:00:00Z in Unix seconds (Go's zero time).

@@ -27,6 +27,12 @@ pub trait Storage: Send + Sync {
         Ok(self.len()? == 0)
     }
 
+    /// Which file this is, when it is one: an update journal records it, and is only ever
+    /// replayed onto the same file (`journal.rs`). Memory has no identity.
+    fn identity(&self) -> Option<FileIdentity> {
+        None
+    }
+
     /// Copies `len` bytes from `src` to `dst` within the image, as if through a buffer
     /// holding them all (overlapping ranges are copied correctly). The default reads and
     /// writes 1 MiB chunks; a journalling storage records the copy instead of its bytes.
@@ -57,7 +63,34 @@ pub trait Storage: Send + Sync {
     }
 }
 
+/// A file's device and inode number: what stays the same for a file whatever it is
+/// called, and changes when another file is put in its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+impl std::fmt::Display for FileIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "device {} inode {}", self.dev, self.ino)
+    }
+}
+
 impl Storage for File {
+    fn identity(&self) -> Option<FileIdentity> {
+        self.metadata().ok().map(|m| FileIdentity::of(&m))
+    }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
     }
@@ -243,6 +276,9 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn release_range(&self, offset: u64, len: u64) -> io::Result<()> {
         (**self).release_range(offset, len)
+    }
+    fn identity(&self) -> Option<FileIdentity> {
+        (**self).identity()
     }
 }
 

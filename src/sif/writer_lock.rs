@@ -5,12 +5,18 @@
 //! instead of interleaving its updates with ours. The lock is advisory: programs that do
 //! not take it (SingularityCE, `siftool`) can still write, so before every update the
 //! writer also checks that the file still holds exactly what it last read or wrote.
+//!
+//! The lock is on a file, not a name: after `mv other.sif image.sif` the path names a
+//! file nobody holds, and updates written to the held one would go to a file no longer
+//! reachable. So before every update the writer also checks that the image's path still
+//! names the file it locked ([`WriterLock::renamed_away`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::image::SifImage;
+use super::storage::FileIdentity;
 use super::{DESCRIPTOR_SIZE, HEADER_SIZE};
 
 /// Why the lock could not be had.
@@ -32,7 +38,9 @@ pub enum LockError {
 /// sharing the descriptor, such as a daemon's child, exits).
 #[derive(Debug)]
 pub struct WriterLock {
+    /// Holds the lock for as long as it is open (flock locks belong to the open file).
     _file: File,
+    identity: FileIdentity,
 }
 
 impl WriterLock {
@@ -53,7 +61,34 @@ impl WriterLock {
                 _ => io(e),
             });
         }
-        Ok(WriterLock { _file: file })
+        let identity = FileIdentity::of(&file.metadata().map_err(io)?);
+        Ok(WriterLock {
+            _file: file,
+            identity,
+        })
+    }
+
+    /// The file locked.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
+    }
+
+    /// How `path` no longer names the locked file, if it does not: another file was
+    /// renamed or copied into its place, or it was moved or removed.
+    pub fn renamed_away(&self, path: &Path) -> Option<String> {
+        match std::fs::metadata(path) {
+            Ok(m) if FileIdentity::of(&m) == self.identity => None,
+            Ok(m) => Some(format!(
+                "the path now names another file ({}), not the one this mount holds ({}): \
+                 something was renamed or copied over it",
+                FileIdentity::of(&m),
+                self.identity
+            )),
+            Err(e) => Some(format!(
+                "the path no longer names the file this mount holds ({e}): it was moved or \
+                 removed"
+            )),
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, EntryKind, Origin};
 use crate::oci::OciSif;
-use crate::sif::{changed_on_disk, Digest, OpenMode, WriterLock};
+use crate::sif::{canonical_image_path, changed_on_disk, Digest, OpenMode, WriterLock};
 
 /// Staged files larger than this are refused: real payloads, signatures and certificates
 /// are kilobytes, and staged bytes are held in memory until they commit.
@@ -213,8 +213,9 @@ struct State {
     entry_index: HashMap<EntryId, usize>,
     /// Directories whose names keep meaning the same inode ([`Tree::stable_name_dirs`]).
     stable_dirs: std::collections::HashSet<Ino>,
-    /// Held for the life of a read-write volume: one writer per image.
-    _lock: Option<WriterLock>,
+    /// Held for the life of a read-write volume: one writer per image. Also says which
+    /// file the volume writes, which the image's path must still name at every update.
+    lock: Option<WriterLock>,
     /// The image's length after the last update: a different length means someone else
     /// wrote to it.
     expected_len: u64,
@@ -434,9 +435,12 @@ impl Volume {
     /// Opens the image at `path`: builds its tree and, for a writable volume, opens it
     /// for writing too.
     pub fn open(path: &Path, options: VolumeOptions) -> Result<(Volume, BuildReport), TreeError> {
-        // Absolute before anything is opened: rebuilds reopen the image, and updates write
-        // its journal, by name, after a daemon has changed to `/`.
-        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        // Canonical before anything is opened: rebuilds reopen the image by name, after a
+        // daemon has changed to `/`, and the journal lies beside the file itself, not
+        // beside a link to it (src/sif/journal_file.rs).
+        let path = &canonical_image_path(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf());
         let shown = path.display();
         // Lock, then open for writing (which finishes an interrupted update), then read
         // the tree: in that order, the tree shows what the writer will write over.
@@ -444,6 +448,11 @@ impl Volume {
             let lock = WriterLock::acquire(path).map_err(|e| TreeError::Open(e.to_string()))?;
             let writer = OciSif::open(path, OpenMode::ReadWrite)
                 .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+            if writer.sif().storage().identity() != Some(lock.identity()) {
+                return Err(TreeError::Open(format!(
+                    "{shown}: replaced by another file while it was being opened; try again"
+                )));
+            }
             (Some(lock), Some(writer))
         } else {
             (None, None)
@@ -470,7 +479,7 @@ impl Volume {
             entry_files: HashMap::new(),
             entry_index: HashMap::new(),
             stable_dirs: std::collections::HashSet::new(),
-            _lock: lock,
+            lock,
             expected_len,
             foreign_change: None,
         };
@@ -1906,7 +1915,10 @@ impl State {
         let prepared = cosign::prepare(writer, &drop);
         // What prepare read is only trustworthy if the file is still ours.
         if !matches!(prepared, Ok(None)) {
-            self.check_unchanged(path)?;
+            if let Err(e) = self.check_unchanged(path) {
+                self.set_state(group, GroupState::Failed(format!("{shown}: {e}")));
+                return Err(e);
+            }
         }
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         let attachment = match prepared {
@@ -1925,7 +1937,12 @@ impl State {
         };
         match outcome {
             Ok(AttachOutcome::Unchanged) => {}
-            Ok(AttachOutcome::Attached) => self.committed_to_image(path, options)?,
+            Ok(AttachOutcome::Attached) => {
+                if let Err(e) = self.committed_to_image(path, options) {
+                    self.set_state(group, GroupState::Failed(format!("{shown}: {e}")));
+                    return Err(e);
+                }
+            }
             Err(e) => {
                 self.reopen_writer(path);
                 return Err(fail(self, &e));
@@ -2087,6 +2104,9 @@ impl State {
     /// program wrote to it, and writing over that would corrupt both.
     fn check_unchanged(&mut self, path: &Path) -> Result<(), TreeError> {
         if self.foreign_change.is_none() {
+            self.foreign_change = self.not_the_held_file(path);
+        }
+        if self.foreign_change.is_none() {
             if let Some(w) = &self.writer {
                 self.foreign_change = changed_on_disk(w.sif(), self.expected_len);
             }
@@ -2101,12 +2121,39 @@ impl State {
         }
     }
 
+    /// How the image's path and the file this volume writes are no longer the file it
+    /// locked, if they are not: a rename over the image, or a reopen after a failed update
+    /// that found another file at the path.
+    fn not_the_held_file(&self, path: &Path) -> Option<String> {
+        let lock = self.lock.as_ref()?;
+        if let Some(how) = lock.renamed_away(path) {
+            return Some(how);
+        }
+        let writing = self.writer.as_ref().and_then(|w| w.sif().storage().identity());
+        (writing != Some(lock.identity())).then(|| {
+            "the file open for writing is not the one this mount locked".to_string()
+        })
+    }
+
     /// After the image changed (durably): show it.
     fn committed_to_image(
         &mut self,
         path: &Path,
         options: &VolumeOptions,
     ) -> Result<(), TreeError> {
+        // Renamed over between the check before the update and now: the update went to
+        // a file no longer at the path. Say so rather than show the other file's tree
+        // as if the update were in it.
+        if let Some(how) = self.not_the_held_file(path) {
+            let e = TreeError::Stale(format!(
+                "{}: changed by another program while mounted ({how}); the update was \
+                 written to the file this mount holds, which no longer has that name, and \
+                 nothing will be written until it is mounted again",
+                path.display()
+            ));
+            self.foreign_change = Some(how);
+            return Err(e);
+        }
         // The update was fsynced as it committed (src/sif/journal.rs).
         if let Some(w) = &self.writer {
             self.expected_len = w

@@ -72,11 +72,16 @@ fn signature_payloads(path: &Path) -> HashSet<Digest> {
         .collect()
 }
 
+/// Mounted through a symbolic link in another directory: the journal an interrupted
+/// update leaves is beside the image itself, where opening it by its own name finds it.
 #[test]
 fn kill_9_during_100_concurrent_attaches_loses_no_attach_that_returned() {
     let dir = tempfile::tempdir().unwrap();
     let (path, target) = image(dir.path(), 8);
-    let mut m = Mount::new(&path, Mode::Foreground, &[]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("link.sif");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let mut m = Mount::new(&link, Mode::Foreground, &[]);
     let cosign = m.path("cosign");
     let done = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(101));
@@ -121,6 +126,11 @@ fn kill_9_during_100_concurrent_attaches_loses_no_attach_that_returned() {
         succeeded.len()
     );
 
+    let beside_link: Vec<_> = fs::read_dir(elsewhere.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside_link, ["link.sif"], "nothing is left beside the link");
     let found = signature_payloads(&path);
     for d in &succeeded {
         assert!(found.contains(d), "attach {d} returned success but is gone");

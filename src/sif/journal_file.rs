@@ -102,8 +102,10 @@ pub struct FileJournal {
     path: PathBuf,
     /// Whose journals are trusted besides this process's user.
     image_owner: Option<u32>,
-    /// The journal file this store last wrote or read, the only one it removes.
-    mine: Mutex<Option<FileIdentity>>,
+    /// The journal file this store last wrote or read, the only one it removes. Held
+    /// open: while it is, no other file can be given its inode number, so a file at the
+    /// name with that number is this one.
+    mine: Mutex<Option<File>>,
 }
 
 impl FileJournal {
@@ -146,8 +148,19 @@ impl FileJournal {
         &self.path
     }
 
-    fn mine(&self) -> std::sync::MutexGuard<'_, Option<FileIdentity>> {
+    fn mine(&self) -> std::sync::MutexGuard<'_, Option<File>> {
         self.mine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the file at the name (`st`) is the one this store wrote or read.
+    fn is_mine(&self, st: &libc::stat) -> bool {
+        let there = FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
+        let mine = self.mine();
+        let held = mine.as_ref().and_then(|f| f.metadata().ok());
+        held.is_some_and(|m| FileIdentity::of(&m) == there)
     }
 
     /// `openat(dir, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)`.
@@ -287,13 +300,13 @@ impl JournalStore for FileJournal {
         self.check_trusted(&meta)?;
         // Bounded even if the file grows while it is read.
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_JOURNAL_LEN + 1).read_to_end(&mut bytes)?;
+        (&file).take(MAX_JOURNAL_LEN + 1).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > MAX_JOURNAL_LEN {
             return Err(untrusted(format!(
                 "grew past the {MAX_JOURNAL_LEN} bytes a journal can hold while it was read"
             )));
         }
-        *self.mine() = Some(FileIdentity::of(&meta));
+        *self.mine() = Some(file);
         Ok(Some(bytes))
     }
 
@@ -309,11 +322,7 @@ impl JournalStore for FileJournal {
             ));
         }
         if let Some(st) = self.stat_name()? {
-            let there = FileIdentity {
-                dev: st.st_dev,
-                ino: st.st_ino,
-            };
-            if *self.mine() != Some(there) {
+            if !self.is_mine(&st) {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     "a file this mount did not write already has the journal's name \
@@ -324,21 +333,19 @@ impl JournalStore for FileJournal {
             self.unlink_name()?;
         }
         // Owner-only: the record holds image bytes, and nobody else needs it.
-        let mut f = self.open_at(libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
-        *self.mine() = Some(FileIdentity::of(&f.metadata()?));
+        let f = self.open_at(libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+        // Ours from here on, even if writing it fails half-way.
+        let mut mine = self.mine();
+        let f = mine.insert(f);
         f.write_all(bytes)?;
         f.sync_all()?;
+        drop(mine);
         self.sync_dir()
     }
 
     fn clear(&self) -> io::Result<()> {
-        let mine = *self.mine();
-        if let (Some(st), Some(mine)) = (self.stat_name()?, mine) {
-            if (FileIdentity {
-                dev: st.st_dev,
-                ino: st.st_ino,
-            }) == mine
-            {
+        if let Some(st) = self.stat_name()? {
+            if self.is_mine(&st) {
                 self.unlink_name()?;
             } else {
                 log::warn!(

@@ -2129,10 +2129,12 @@ impl State {
         if let Some(how) = lock.renamed_away(path) {
             return Some(how);
         }
-        let writing = self.writer.as_ref().and_then(|w| w.sif().storage().identity());
-        (writing != Some(lock.identity())).then(|| {
-            "the file open for writing is not the one this mount locked".to_string()
-        })
+        let writing = self
+            .writer
+            .as_ref()
+            .and_then(|w| w.sif().storage().identity());
+        (writing != Some(lock.identity()))
+            .then(|| "the file open for writing is not the one this mount locked".to_string())
     }
 
     /// After the image changed (durably): show it.

@@ -60,7 +60,7 @@ const MEMORY_PER_IMAGE_BYTE: usize = 8;
 /// printed names it.
 const HARD_LIMIT: usize = 3 << 30;
 /// A case that takes longer than this has hung.
-const WATCHDOG: Duration = Duration::from_secs(20);
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 struct Counting;
 

@@ -280,8 +280,17 @@ impl SifImage {
         if mode == OpenMode::ReadWrite {
             check_single_name(&file).map_err(|e| e.in_file(&shown))?;
         }
-        let journal = FileJournal::for_open_image(path, &file)
-            .map_err(|e| SifError::io("cannot look for the update journal", e).in_file(&shown))?;
+        let journal = match FileJournal::for_open_image(path, &file) {
+            Ok(j) => j,
+            // A reader that cannot look beside the image can only read it as it is.
+            Err(e) if mode == OpenMode::ReadOnly => {
+                log::warn!("{shown}: cannot look for its update journal ({e}); reading it as is");
+                return SifImage::from_storage(Box::new(file), mode).map_err(|e| e.in_file(&shown));
+            }
+            Err(e) => {
+                return Err(SifError::io("cannot look for the update journal", e).in_file(&shown))
+            }
+        };
         SifImage::from_storage_with_journal(Box::new(file), Box::new(journal), mode)
             .map_err(|e| e.in_file(&shown))
     }

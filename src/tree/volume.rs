@@ -2180,10 +2180,24 @@ impl State {
     /// A failed update may leave the writer's view behind the file (the library checks
     /// before it writes, but a disk error can strike half-way): read it afresh.
     fn reopen_writer(&mut self, path: &Path) {
+        // Only the file this volume holds the lock on: opening another one for writing
+        // would also recover whatever journal its own writer is in the middle of.
+        if let Some(how) = self.lock.as_ref().and_then(|l| l.renamed_away(path)) {
+            log::error!(
+                "{}: not reopening the image after a failed update: {how}",
+                path.display()
+            );
+            self.foreign_change.get_or_insert(how);
+            return;
+        }
         match OciSif::open(path, OpenMode::ReadWrite) {
             Ok(w) => {
                 self.expected_len = w.sif().file_len().unwrap_or(self.expected_len);
                 self.writer = Some(w);
+                // Renamed over just now: the check before the next update refuses.
+                if let Some(how) = self.not_the_held_file(path) {
+                    self.foreign_change.get_or_insert(how);
+                }
             }
             Err(e) => {
                 log::error!(

@@ -107,8 +107,9 @@ fn remove_stale_scratch_dirs(base: &Path) {
 /// returns its path.
 pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = scratch_dir().join(name);
-    let journal = sifmount::sif::FileJournal::for_image(&path);
-    let _ = std::fs::remove_file(journal.path());
+    if let Ok(journal) = sifmount::sif::journal_path(&path) {
+        let _ = std::fs::remove_file(journal);
+    }
     std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
 }

@@ -1408,3 +1408,65 @@ fn a_commit_is_visible_through_the_kernel_caches_at_once() {
     }
     m.unmount();
 }
+
+/// The daemon's resident memory, in KiB (`VmRSS` of /proc/PID/status).
+fn resident_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Every path under `dir`, as `find` walks it: each directory opened, listed and closed.
+fn walk(dir: &Path) -> usize {
+    let mut count = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        count += 1;
+        if e.file_type().unwrap().is_dir() {
+            count += walk(&e.path());
+        }
+    }
+    count
+}
+
+/// Listings taken between attaches (`find` walking the mount while signatures are
+/// copied in) are let go when their directories are closed: every directory handle keeps
+/// a copy of its listing until releasedir, so a daemon that missed the releasedir grew by
+/// every listing it ever gave (tens of MB here, hundreds on a larger image) and never
+/// gave it back. Memory is compared after the first attach and after the last.
+#[test]
+fn listings_between_attaches_are_let_go_when_closed() {
+    const ATTACHES: usize = 40;
+    const WALKS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let (image, target) = demo_image(dir.path(), "image.oci.sif");
+    let m = mount(&image);
+    let signature = b"c2lmbW91bnQgbGlzdGluZ3MgdGVzdA==\n";
+    let mut before = 0;
+    for n in 1..=ATTACHES {
+        let base = m.path(&format!("cosign/p{n}"));
+        write_close(&base, &simple_signing(&target, n as u64)).unwrap();
+        write_close(&base.with_extension("sig"), signature).unwrap();
+        for _ in 0..WALKS {
+            walk(&m.mountpoint);
+        }
+        if n == 1 {
+            before = resident_kib(m.pid());
+        }
+    }
+    let after = resident_kib(m.pid());
+    let entries = ls(&m.path("cosign"))
+        .iter()
+        .filter(|e| e.starts_with("sig-"))
+        .count();
+    assert_eq!(entries, ATTACHES, "every signature attached");
+    assert!(
+        after < before + 8 * 1024,
+        "{ATTACHES} attaches with {WALKS} walks of the mount after each: the daemon went \
+         from {before} KiB to {after} KiB resident"
+    );
+    m.unmount();
+}

@@ -110,6 +110,14 @@ impl<F: Filesystem> Filesystem for Guarded<F> {
             reply: ReplyData,
         );
         fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen);
+        fn releasedir(
+            &self,
+            req: &Request,
+            ino: INodeNo,
+            fh: FileHandle,
+            flags: OpenFlags,
+            reply: ReplyEmpty,
+        );
         fn readdir(
             &self,
             req: &Request,

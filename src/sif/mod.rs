@@ -14,6 +14,7 @@ mod image;
 pub mod integrity;
 mod journal;
 mod journal_file;
+mod journal_record;
 mod overlay;
 mod slots;
 mod storage;

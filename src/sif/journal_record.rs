@@ -1,0 +1,345 @@
+//! The journal's record: how one update turns the old file into the new one and back,
+//! and the bytes that store it (the format is described in `journal.rs`, "Record
+//! format"). Encoding, decoding and telling a whole record from a torn one; nothing here
+//! reads or writes an image.
+
+use super::digest::Hasher;
+use super::storage::FileIdentity;
+
+const MAGIC: &[u8; 16] = b"sifmount-journal";
+const VERSION: u32 = 2;
+const FLAG_UNDO: u32 = 1;
+/// The record names the file it belongs to (its device and inode).
+const FLAG_IDENTITY: u32 = 2;
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    Write {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
+    SetLen {
+        len: u64,
+    },
+    Copy {
+        src: u64,
+        dst: u64,
+        len: u64,
+        sha256: [u8; 32],
+    },
+}
+
+impl Op {
+    /// The range this step writes (a truncation writes nothing).
+    pub(super) fn written(&self) -> Option<(u64, u64)> {
+        match self {
+            Op::Write { offset, bytes } => Some((*offset, offset + bytes.len() as u64)),
+            Op::Zero { offset, len } => Some((*offset, offset + len)),
+            Op::Copy { dst, len, .. } => Some((*dst, dst + len)),
+            Op::SetLen { .. } => None,
+        }
+    }
+}
+
+/// A journal record: how to turn the old file into the new one, and back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    /// The file the update is of; `None` for storage that is not a file (memory).
+    pub(super) image: Option<FileIdentity>,
+    pub(super) old_len: u64,
+    pub(super) new_len: u64,
+    /// Where the old header and descriptor table end: [`Record::anchor`] covers the bytes
+    /// before this offset.
+    pub(super) anchor_end: u64,
+    /// The SHA-256 of the bytes before `anchor_end` that the plan does not change, in
+    /// order: the same before the update, after it, and at every point in between, so
+    /// a file that still hashes to it is the one the update started from, however far
+    /// the update got.
+    pub(super) anchor: [u8; 32],
+    pub(super) ops: Vec<Op>,
+    /// The old bytes of every range inside `old_len` the plan changes; `None` when they
+    /// were over [`MAX_UNDO`].
+    pub(super) undo: Option<Vec<(u64, Vec<u8>)>>,
+}
+
+impl Record {
+    pub(super) fn is_noop(&self) -> bool {
+        self.ops
+            .iter()
+            .all(|op| matches!(op, Op::SetLen { len } if *len == self.old_len))
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        let mut flags = if self.undo.is_some() { FLAG_UNDO } else { 0 };
+        if self.image.is_some() {
+            flags |= FLAG_IDENTITY;
+        }
+        out.extend_from_slice(&flags.to_le_bytes());
+        let image = self.image.unwrap_or(FileIdentity { dev: 0, ino: 0 });
+        put(&mut out, image.dev);
+        put(&mut out, image.ino);
+        put(&mut out, self.old_len);
+        put(&mut out, self.new_len);
+        put(&mut out, self.anchor_end);
+        out.extend_from_slice(&self.anchor);
+        put(&mut out, self.ops.len() as u64);
+        for op in &self.ops {
+            match op {
+                Op::Write { offset, bytes } => {
+                    out.push(1);
+                    put(&mut out, *offset);
+                    put(&mut out, bytes.len() as u64);
+                    out.extend_from_slice(bytes);
+                }
+                Op::Zero { offset, len } => {
+                    out.push(2);
+                    put(&mut out, *offset);
+                    put(&mut out, *len);
+                }
+                Op::SetLen { len } => {
+                    out.push(3);
+                    put(&mut out, *len);
+                }
+                Op::Copy {
+                    src,
+                    dst,
+                    len,
+                    sha256,
+                } => {
+                    out.push(4);
+                    put(&mut out, *src);
+                    put(&mut out, *dst);
+                    put(&mut out, *len);
+                    out.extend_from_slice(sha256);
+                }
+            }
+        }
+        let undo = self.undo.as_deref().unwrap_or(&[]);
+        put(&mut out, undo.len() as u64);
+        for (offset, bytes) in undo {
+            put(&mut out, *offset);
+            put(&mut out, bytes.len() as u64);
+            out.extend_from_slice(bytes);
+        }
+        let sum = sha256(&out);
+        out.extend_from_slice(&sum);
+        out
+    }
+}
+
+fn put(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// What a stored journal turned out to be.
+#[derive(Debug)]
+pub(super) enum Decoded {
+    Valid(Record),
+    /// Torn or damaged: the image was never touched for it.
+    Invalid(String),
+    /// Whole, but written by a sifmount with another record format.
+    Unsupported(u32),
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Decoded {
+    let invalid = |why: &str| Decoded::Invalid(why.to_string());
+    if bytes.len() < MAGIC.len() + 32 {
+        return invalid("too short");
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if sha256(body) != sum {
+        return invalid("checksum mismatch");
+    }
+    let mut c = Cursor { b: body, pos: 0 };
+    match c.take(MAGIC.len()) {
+        Some(m) if m == MAGIC => {}
+        _ => return invalid("not a sifmount journal"),
+    }
+    match c.u32() {
+        Some(VERSION) => {}
+        Some(v) => return Decoded::Unsupported(v),
+        None => return invalid("truncated"),
+    }
+    match decode_body(&mut c) {
+        Some(r) if c.pos == body.len() => Decoded::Valid(r),
+        Some(_) => invalid("trailing bytes"),
+        None => invalid("malformed record"),
+    }
+}
+
+fn decode_body(c: &mut Cursor<'_>) -> Option<Record> {
+    let flags = c.u32()?;
+    let (dev, ino) = (c.u64()?, c.u64()?);
+    let image = (flags & FLAG_IDENTITY != 0).then_some(FileIdentity { dev, ino });
+    let old_len = c.u64()?;
+    let new_len = c.u64()?;
+    let anchor_end = c.u64()?;
+    let anchor: [u8; 32] = c.take(32)?.try_into().ok()?;
+    let n_ops = c.u64()?;
+    let mut ops = Vec::new();
+    for _ in 0..n_ops {
+        let op = match c.u8()? {
+            1 => {
+                let offset = c.u64()?;
+                let len = c.len()?;
+                Op::Write {
+                    offset,
+                    bytes: c.take(len)?.to_vec(),
+                }
+            }
+            2 => Op::Zero {
+                offset: c.u64()?,
+                len: c.u64()?,
+            },
+            3 => Op::SetLen { len: c.u64()? },
+            4 => Op::Copy {
+                src: c.u64()?,
+                dst: c.u64()?,
+                len: c.u64()?,
+                sha256: c.take(32)?.try_into().ok()?,
+            },
+            _ => return None,
+        };
+        // No range may wrap around: apply and undo add offsets and lengths.
+        let end = match &op {
+            Op::Write { offset, bytes } => offset.checked_add(bytes.len() as u64),
+            Op::Zero { offset, len } => offset.checked_add(*len),
+            Op::Copy { src, dst, len, .. } => src.checked_add(*len).and(dst.checked_add(*len)),
+            Op::SetLen { len } => Some(*len),
+        };
+        end?;
+        ops.push(op);
+    }
+    let n_undo = c.u64()?;
+    let mut undo = Vec::new();
+    for _ in 0..n_undo {
+        let offset = c.u64()?;
+        let len = c.len()?;
+        offset.checked_add(len as u64)?;
+        undo.push((offset, c.take(len)?.to_vec()));
+    }
+    let undo = if flags & FLAG_UNDO != 0 {
+        Some(undo)
+    } else {
+        None
+    };
+    Some(Record {
+        image,
+        old_len,
+        new_len,
+        anchor_end,
+        anchor,
+        ops,
+        undo,
+    })
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.b.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// A length that must fit in what is left (checked before anything is allocated).
+    fn len(&mut self) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n <= self.b.len() - self.pos).then_some(n)
+    }
+}
+
+pub(super) fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h = Hasher::default();
+    h.update(data);
+    *h.finish().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            image: Some(FileIdentity { dev: 8, ino: 1234 }),
+            old_len: 100,
+            new_len: 120,
+            anchor_end: 64,
+            anchor: [9; 32],
+            ops: vec![
+                Op::Copy {
+                    src: 1,
+                    dst: 100,
+                    len: 10,
+                    sha256: [7; 32],
+                },
+                Op::SetLen { len: 120 },
+                Op::Write {
+                    offset: 3,
+                    bytes: b"abc".to_vec(),
+                },
+                Op::Zero { offset: 50, len: 5 },
+            ],
+            undo: Some(vec![(3, b"xyz".to_vec()), (50, vec![1; 5])]),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_any_damage_is_detected() {
+        let rec = sample();
+        let bytes = rec.encode();
+        match decode(&bytes) {
+            Decoded::Valid(r) => assert_eq!(r, rec),
+            other => panic!("{other:?}"),
+        }
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(decode(&bytes[..cut]), Decoded::Invalid(_)),
+                "torn at {cut}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(matches!(decode(&b), Decoded::Invalid(_)), "byte {i}");
+        }
+        let mut newer = bytes[..bytes.len() - 32].to_vec();
+        newer[16..20].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        let sum = sha256(&newer);
+        newer.extend_from_slice(&sum);
+        assert!(matches!(decode(&newer), Decoded::Unsupported(v) if v == VERSION + 1));
+    }
+
+    #[test]
+    fn a_well_formed_checksum_over_nonsense_is_still_refused() {
+        let mut body = MAGIC.to_vec();
+        body.extend_from_slice(&VERSION.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16 + 24 + 32]);
+        body.extend_from_slice(&u64::MAX.to_le_bytes()); // a billion billion ops
+        let sum = sha256(&body);
+        body.extend_from_slice(&sum);
+        assert!(matches!(decode(&body), Decoded::Invalid(_)));
+    }
+}

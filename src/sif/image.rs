@@ -3,6 +3,11 @@
 //! Every change follows the reference library's write order: object bytes first, then the
 //! whole descriptor table, then the header. Checks that can fail are made before anything
 //! is written, so an operation that returns an error has not changed the image.
+//!
+//! Why this file is long: it is the reference library's set of operations on one type
+//! (open, create, add, delete, set, with their checks), each needing the same header,
+//! table and validation; the transaction journal (`journal.rs`), table growth (`grow.rs`)
+//! and slot bookkeeping (`slots.rs`) are already apart.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

@@ -16,6 +16,12 @@
 //! reading what they opened after a commit replaced their inode, and listings read in
 //! several calls keep their positions (tests/concurrency_mount.rs, 8 readers and 4
 //! writers through a real mount).
+//!
+//! Why this file is long: everything here runs under that one lock and changes one
+//! `State` (staging, handles, the inode table, the writer), whose invariants hold only
+//! between whole methods; split across files, each part would have to reach into all of
+//! it. The pieces without that coupling live elsewhere: staging rules in `staging.rs`,
+//! inode numbering in `inodes.rs`, the update algorithm in `src/cosign/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

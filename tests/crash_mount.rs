@@ -12,14 +12,12 @@ mod mounted;
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
-use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use mounted::{Mode, Mount};
+use mounted::{write_close, Mode, Mount};
 use sifmount::cosign::{discover, EntryKind};
 use sifmount::oci::OciSif;
 use sifmount::sif::{Digest, OpenMode};
@@ -33,18 +31,6 @@ fn payload(target: &Digest, n: usize) -> Vec<u8> {
         r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"crash test","timestamp":{n}}}}}"#
     )
     .into_bytes()
-}
-
-/// Writes `bytes` to a new file and closes it, returning what close(2) said.
-fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::File::create(path)?;
-    f.write_all(bytes)?;
-    let fd = f.into_raw_fd();
-    // SAFETY: closing the descriptor we own (into_raw_fd gave up the File's ownership).
-    if unsafe { libc::close(fd) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A demo image in a temporary directory, with `spare` free descriptors.

@@ -143,6 +143,22 @@ fn run_on(flag: &str, image: &Path) -> mounted::Output {
     sifmount(&[flag.as_ref(), image.as_os_str()])
 }
 
+/// `--recover` of `image` completes the interrupted attach: SIGNED2, byte for byte, and
+/// no journal left.
+#[track_caller]
+fn assert_recovered(image: &Path) {
+    assert_eq!(
+        SifImage::recover(image).unwrap(),
+        RecoveryOutcome::RolledForward
+    );
+    assert_bytes_eq(
+        &fs::read(image).unwrap(),
+        &read_upstream(SIGNED2),
+        "completed",
+    );
+    assert!(!journal_of(image).exists(), "the journal is removed");
+}
+
 #[track_caller]
 fn refused(e: SifError, image: &Path, why: &str) -> String {
     let msg = e.to_string();
@@ -168,15 +184,7 @@ fn a_genuine_journal_is_completed_and_left_with_mode_0600_and_one_link() {
     assert!(meta.file_type().is_file());
     assert_eq!(meta.mode() & 0o7777, 0o600);
     assert_eq!(meta.nlink(), 1);
-    assert_eq!(
-        SifImage::recover(&image).unwrap(),
-        RecoveryOutcome::RolledForward
-    );
-    assert_bytes_eq(
-        &fs::read(&image).unwrap(),
-        &read_upstream(SIGNED2),
-        "completed",
-    );
+    assert_recovered(&image);
     assert!(!journal_of(&image).exists());
 }
 
@@ -215,15 +223,7 @@ fn a_journal_owned_by_another_user_is_refused_by_writers_and_ignored_by_readers(
     // The image's owner may have written it (a root mount of someone else's image is
     // then recovered by its owner's own mount, and the other way round).
     chown(&image, NOBODY);
-    assert_eq!(
-        SifImage::recover(&image).unwrap(),
-        RecoveryOutcome::RolledForward
-    );
-    assert_bytes_eq(
-        &fs::read(&image).unwrap(),
-        &read_upstream(SIGNED2),
-        "completed",
-    );
+    assert_recovered(&image);
 }
 
 #[test]
@@ -415,15 +415,7 @@ fn a_journal_is_never_applied_to_a_file_put_in_the_image_s_place() {
     // Put back exactly as it was: the journal is of this file in this state again, and
     // completes the update.
     fs::write(&image, read_upstream(SIGNED1)).unwrap();
-    assert_eq!(
-        SifImage::recover(&image).unwrap(),
-        RecoveryOutcome::RolledForward
-    );
-    assert_bytes_eq(
-        &fs::read(&image).unwrap(),
-        &read_upstream(SIGNED2),
-        "completed",
-    );
+    assert_recovered(&image);
 }
 
 #[test]

@@ -568,3 +568,18 @@ pub fn dev_of(path: &Path) -> u64 {
         .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
         .dev()
 }
+
+/// Writes `bytes` to a new file (truncating one that exists) and closes it, returning what
+/// close(2) said: through a mount, the close of a drop's last file is when it commits.
+pub fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::io::IntoRawFd;
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: closing the descriptor we own (into_raw_fd gave up the File's ownership).
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -142,7 +142,7 @@ fn generated_images() -> Vec<Vec<u8>> {
             out.push(storage.to_vec());
         }
     }
-    // Growth moved an object out of the way: an image with a grown table.
+    // An image with a grown table (written after the objects, at a new offset).
     let storage = std::sync::Arc::new(MemStorage::new(d.image.clone()));
     let mut sif = SifImage::from_storage(Box::new(storage.clone()), OpenMode::ReadWrite)
         .expect("the demo opens");

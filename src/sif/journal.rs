@@ -10,8 +10,7 @@
 //!
 //! [`SifImage::transaction`] runs a closure against an in-memory overlay of the image:
 //! reads see the image as the closure has changed it so far, writes, zeroed ranges,
-//! truncations and copies (`Storage::copy_range`, used to move objects when the
-//! descriptor table grows) change only memory. The overlay does not log the calls; it
+//! truncations and copies (`Storage::copy_range`) change only memory. The overlay does not log the calls; it
 //! keeps what the file would be, as pieces taken from the old file at some offset, from
 //! bytes written, or zeros. If the closure fails, the overlay is dropped and the header
 //! and descriptors in memory are put back: the file was never touched. If it succeeds,
@@ -36,7 +35,7 @@
 //! A commit therefore costs four fsyncs (journal file, directory, image, directory), and
 //! journals the bytes the update writes plus the old bytes it overwrites: about 5 KB for
 //! an attach (the new blobs, the changed descriptors and header before and after, the
-//! freed objects). A moved object costs 57 bytes of journal, however large it is.
+//! freed objects). A copied range costs 57 bytes of journal, however large it is.
 //!
 //! # Record format
 //!
@@ -74,7 +73,7 @@
 //!   the whole plan from the start before reading the header: the new state. Writes,
 //!   zeroed ranges and the truncation are absolute, so replaying them over a partly
 //!   applied file gives the same bytes. Copies are the exception, since a later step may
-//!   overwrite a copy's source (the grown table covers the moved object's old place);
+//!   overwrite a copy's source;
 //!   the plan is ordered so that this is safe: all copies come first, no copy writes
 //!   where another reads, and nothing after them writes where they wrote. On replay, a
 //!   copy whose destination already hashes to the recorded digest is skipped (a previous
@@ -637,9 +636,6 @@ pub(super) struct Journaling {
     overlay: Option<Arc<Overlay>>,
     /// Why changes are refused: an update could be neither completed nor undone.
     broken: Option<String>,
-    /// Ranges the running transaction leaves unreferenced (a moved object's old place),
-    /// whose disk blocks are given back once it has committed.
-    pub(super) released: Vec<(u64, u64)>,
 }
 
 impl Journaling {
@@ -647,7 +643,6 @@ impl Journaling {
         Journaling {
             store,
             overlay: None,
-            released: Vec::new(),
             broken: None,
         }
     }
@@ -663,11 +658,6 @@ impl Journaling {
     /// journal and no transaction is running.
     pub(super) fn wants_transaction(&self) -> bool {
         self.store.is_some() && self.overlay.is_none()
-    }
-
-    /// Whether a transaction is running (its writes go to the overlay).
-    pub(super) fn in_transaction(&self) -> bool {
-        self.overlay.is_some()
     }
 }
 
@@ -722,12 +712,10 @@ impl SifImage {
         self.check_writable()?;
         if let Some(overlay) = self.journal.overlay.clone() {
             let saved = (self.header.clone(), self.slots.clone(), overlay.snapshot());
-            let released = self.journal.released.len();
             let result = f(self);
             if result.is_err() {
                 (self.header, self.slots) = (saved.0, saved.1);
                 overlay.restore(saved.2);
-                self.journal.released.truncate(released);
             }
             return result;
         }
@@ -756,7 +744,6 @@ impl SifImage {
         debug_assert_eq!(overlay.base_len(), base_len);
         let (base, map) = overlay.into_parts();
         self.storage = base;
-        let released = std::mem::take(&mut self.journal.released);
         let value = match result {
             Ok(v) => v,
             Err(e) => {
@@ -767,13 +754,6 @@ impl SifImage {
         if let Err(e) = self.commit(&map, base_len, old_table_end) {
             (self.header, self.slots) = (header, slots);
             return Err(e.into());
-        }
-        // Committed: those ranges are garbage now, and giving their blocks back changes
-        // nothing any descriptor refers to (a crash in between only keeps the garbage).
-        for (offset, len) in released {
-            if let Err(e) = self.storage.release_range(offset, len) {
-                log::debug!("cannot give back {len} bytes at {offset}: {e}");
-            }
         }
         Ok(value)
     }

@@ -26,7 +26,7 @@ pub use descriptor::{
 };
 pub use digest::{Digest, Hasher};
 pub use error::{Result, SifError};
-pub use grow::{Growth, MovedObject};
+pub use grow::Growth;
 pub use header::{format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC};
 pub use image::{
     for_each_used_descriptor, AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput,

@@ -42,7 +42,8 @@ pub fn inspect(path: &Path, out: &mut dyn Write) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Hashes every OCI blob; mismatches are reported on stderr and make the exit status 1.
+/// Hashes every OCI blob and checks that every blob the root index reaches is stored;
+/// mismatches and missing blobs are reported on stderr and make the exit status 1.
 pub fn verify(path: &Path, out: &mut dyn Write) -> Result<ExitCode> {
     let oci = OciSif::open(path, OpenMode::ReadOnly)?;
     let total = oci
@@ -52,16 +53,9 @@ pub fn verify(path: &Path, out: &mut dyn Write) -> Result<ExitCode> {
         .count();
     log::debug!("{}: hashing {total} OCI blobs", path.display());
     let bad = oci.verify_blobs().map_err(|e| in_file(e, path))?;
-    if bad.is_empty() {
-        writeln!(
-            out,
-            "{} verified: {}",
-            plural(total, "blob"),
-            path.display()
-        )?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    // Kept until the mismatches are printed: a document that fails to parse is often
+    // one of them, and they say more than the parse error does.
+    let missing = oci.missing_blobs().map_err(|e| in_file(e, path));
     for m in &bad {
         eprintln!(
             "sifmount: {}: blob in slot {} (id {}) does not match its digest: recorded {}, actual {}",
@@ -72,13 +66,41 @@ pub fn verify(path: &Path, out: &mut dyn Write) -> Result<ExitCode> {
             m.actual
         );
     }
-    eprintln!(
-        "sifmount: {}: {} of {} failed verification",
-        path.display(),
-        bad.len(),
-        plural(total, "blob")
-    );
-    Ok(ExitCode::FAILURE)
+    if !bad.is_empty() {
+        eprintln!(
+            "sifmount: {}: {} of {} failed verification",
+            path.display(),
+            bad.len(),
+            plural(total, "blob")
+        );
+    }
+    let missing = missing?;
+    for m in &missing {
+        eprintln!(
+            "sifmount: {}: blob {} named by {} is missing from the image",
+            path.display(),
+            m.digest,
+            join(m.named_by.iter().map(ToString::to_string), ", ")
+        );
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "sifmount: {}: {} missing from the image",
+            path.display(),
+            plural(missing.len(), "named blob")
+        );
+    }
+    if !bad.is_empty() || !missing.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    writeln!(
+        out,
+        "{} verified: {}",
+        plural(total, "blob"),
+        path.display()
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_header(sif: &SifImage, out: &mut dyn Write) -> Result<()> {

@@ -194,6 +194,43 @@ fn verify_fails_on_a_flipped_byte() {
 }
 
 #[test]
+fn verify_fails_on_a_missing_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("incomplete.oci.sif");
+    std::fs::copy(common::upstream(COSIGN_IMAGE), &path).unwrap();
+    let o = run_on("--verify", &path);
+    assert_status(&o, 0);
+
+    // Delete the signed manifest's first layer; the manifest still names it.
+    let signed = format!("sha256:{SIGNED}").parse().unwrap();
+    let mut oci = OciSif::open(&path, OpenMode::ReadWrite).unwrap();
+    let manifest = Manifest::parse(&oci.read_blob(&signed).unwrap()).unwrap();
+    let layer = manifest.layers[0].digest;
+    oci.remove_blob(&layer).unwrap();
+    drop(oci);
+
+    let o = run_on("--verify", &path);
+    assert_status(&o, 1);
+    let err = stderr(&o);
+    let shown = path.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "sifmount: {shown}: blob {layer} named by manifest sha256:{SIGNED} (layer 0) \
+             is missing from the image"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "sifmount: {shown}: 1 named blob missing from the image"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+}
+
+#[test]
 fn verify_refuses_a_native_sif() {
     let image = common::upstream(NATIVE_IMAGE);
     let o = run_on("--verify", &image);

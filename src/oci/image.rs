@@ -7,7 +7,7 @@ use std::path::Path;
 use super::error::{OciError, Result};
 use super::model::{Index, References};
 use super::source::{require_blob, require_bytes, BlobSource};
-use super::walk::{blobs_in_write_order, OtherMediaTypes};
+use super::walk::{blobs_in_write_order, named_blobs, Naming, OtherMediaTypes};
 use super::write::append_blob;
 use crate::sif::{
     ChangeTime, DataType, DeleteOptions, Descriptor as SifDescriptor, Digest, ObjectInput,
@@ -52,6 +52,14 @@ pub struct BlobMismatch {
     pub id: u32,
     pub recorded: Digest,
     pub actual: Digest,
+}
+
+/// A blob that the root index, or a document it reaches, names but the image lacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingBlob {
+    pub digest: Digest,
+    /// Every naming of it, in write order.
+    pub named_by: Vec<Naming>,
 }
 
 /// What an update did.
@@ -217,6 +225,40 @@ impl OciSif {
             }
         }
         Ok(bad)
+    }
+
+    /// Walks the root index through nested indexes and manifests (cosign signature
+    /// images included) and reports every blob named but not stored. A stored document
+    /// whose bytes do not match its digest is not walked: [`OciSif::verify_blobs`]
+    /// reports it, and what it names cannot be trusted.
+    pub fn missing_blobs(&self) -> Result<Vec<MissingBlob>> {
+        let index = self.root_index()?;
+        let fetch = |d: &Digest| -> Result<Option<Vec<u8>>> {
+            if !self.blobs.contains_key(d) {
+                return Ok(None);
+            }
+            let bytes = self.read_blob(d)?;
+            Ok((Digest::of(&bytes) == *d).then_some(bytes))
+        };
+        let named = named_blobs(index.entries(), &fetch, OtherMediaTypes::WriteBlob)?;
+        let mut missing: Vec<MissingBlob> = Vec::new();
+        let mut at: HashMap<Digest, usize> = HashMap::new();
+        for (digest, naming) in named {
+            if self.blobs.contains_key(&digest) {
+                continue;
+            }
+            match at.get(&digest) {
+                Some(&i) => missing[i].named_by.push(naming),
+                None => {
+                    at.insert(digest, missing.len());
+                    missing.push(MissingBlob {
+                        digest,
+                        named_by: vec![naming],
+                    });
+                }
+            }
+        }
+        Ok(missing)
     }
 
     /// Replaces the root index with `new_index`, writing the blobs it needs from
@@ -429,4 +471,118 @@ fn index_blobs(sif: &SifImage) -> Result<HashMap<Digest, usize>> {
         blobs.insert(digest, slot);
     }
     Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::source::MemBlobs;
+    use crate::oci::walk::{Namer, Role};
+    use crate::oci::write::write_oci_sif;
+    use crate::oci::{media_type, REF_NAME};
+    use crate::sif::MemStorage;
+
+    fn entry(mt: &str, d: &Digest) -> serde_json::Value {
+        serde_json::json!({"mediaType": mt, "size": 1, "digest": d.to_string()})
+    }
+
+    fn json(v: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn missing_blobs_are_named_by_every_document_that_names_them() {
+        let mut blobs = MemBlobs::new();
+        let (l0, l1) = (blobs.insert(b"l0".to_vec()), blobs.insert(b"l1".to_vec()));
+        let (sig_layer, config) = (blobs.insert(b"sig".to_vec()), blobs.insert(b"{}".to_vec()));
+        let layers = |ls: &[Digest]| -> Vec<serde_json::Value> {
+            ls.iter().map(|l| entry("layer", l)).collect()
+        };
+        let m = blobs.insert(json(serde_json::json!({
+            "config": entry(media_type::OCI_CONFIG, &config), "layers": layers(&[l0, l1])
+        })));
+        let sig = blobs.insert(json(serde_json::json!({
+            "config": entry(media_type::OCI_CONFIG, &config), "layers": layers(&[sig_layer])
+        })));
+        let nested = blobs.insert(json(
+            serde_json::json!({"manifests": [entry(media_type::OCI_MANIFEST, &m)]}),
+        ));
+        let mut signature = entry(media_type::OCI_MANIFEST, &sig);
+        signature["annotations"] = serde_json::json!({});
+        signature["annotations"][REF_NAME] = "_cosign:sha256-x.sig".into();
+        let root = json(serde_json::json!({"manifests": [
+            entry(media_type::OCI_INDEX, &nested),
+            entry(media_type::OCI_MANIFEST, &m),
+            signature,
+        ]}));
+        let storage = Box::new(MemStorage::new(Vec::new()));
+        let mut oci = write_oci_sif(storage, &root, &blobs, 4).unwrap();
+        assert_eq!(oci.missing_blobs().unwrap(), vec![]);
+
+        oci.remove_blob(&l1).unwrap();
+        oci.remove_blob(&config).unwrap();
+        let by = |by, role| Naming { by, role };
+        let layer1 = MissingBlob {
+            digest: l1,
+            named_by: vec![by(Namer::Manifest(m), Role::Layer(1))],
+        };
+        assert_eq!(
+            oci.missing_blobs().unwrap(),
+            vec![
+                layer1.clone(),
+                MissingBlob {
+                    digest: config,
+                    named_by: vec![
+                        by(Namer::Manifest(m), Role::Config),
+                        by(Namer::Manifest(sig), Role::Config),
+                    ],
+                },
+            ]
+        );
+        assert_eq!(
+            layer1.named_by[0].to_string(),
+            format!("manifest {m} (layer 1)")
+        );
+
+        // A missing manifest is reported; what it would name cannot be known.
+        oci.remove_blob(&sig).unwrap();
+        let missing = oci.missing_blobs().unwrap();
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert_eq!(
+            missing[1].named_by,
+            vec![by(Namer::Manifest(m), Role::Config)]
+        );
+        assert_eq!(
+            missing[2],
+            MissingBlob {
+                digest: sig,
+                named_by: vec![by(Namer::RootIndex, Role::Entry(2))],
+            }
+        );
+        assert_eq!(
+            missing[2].named_by[0].to_string(),
+            "the root index (entry 2)"
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_its_digest_is_not_walked() {
+        // The flipped byte turns "config" into "Xonfig": parsed, the manifest would be an
+        // error that hides the mismatch verify_blobs reports.
+        let mut blobs = MemBlobs::new();
+        let config = blobs.insert(b"{}".to_vec());
+        let m = blobs.insert(json(serde_json::json!({
+            "config": entry(media_type::OCI_CONFIG, &config), "layers": []
+        })));
+        let root = json(serde_json::json!({"manifests": [entry(media_type::OCI_MANIFEST, &m)]}));
+        let storage = Box::new(MemStorage::new(Vec::new()));
+        let oci = write_oci_sif(storage, &root, &blobs, 0).unwrap();
+        let d = oci.blob(&m).unwrap().clone();
+        let sif = oci.into_sif();
+        let at = d.offset as u64 + 2;
+        sif.storage().write_all_at(b"X", at).unwrap();
+        let oci = OciSif::from_sif(sif).unwrap();
+        assert_eq!(oci.missing_blobs().unwrap(), vec![]);
+        assert_eq!(oci.verify_blobs().unwrap().len(), 1);
+    }
 }

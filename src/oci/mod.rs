@@ -13,11 +13,11 @@ mod walk;
 mod write;
 
 pub use error::{OciError, Result};
-pub use image::{BlobMismatch, ImageKind, OciSif, UpdateOutcome, MAX_DOCUMENT_SIZE};
+pub use image::{BlobMismatch, ImageKind, MissingBlob, OciSif, UpdateOutcome, MAX_DOCUMENT_SIZE};
 pub(crate) use model::References;
 pub use model::{Descriptor, EntryStyle, Index, Manifest, Platform, REF_NAME};
 pub use source::{BlobSource, LayoutDir, MemBlobs, NoBlobs, Sources};
-pub use walk::MAX_INDEX_DEPTH;
+pub use walk::{Namer, Naming, Role, MAX_INDEX_DEPTH};
 pub use write::{write_oci_sif, write_oci_sif_at_path};
 
 /// Media types that matter for walking and writing.

@@ -34,6 +34,57 @@ pub fn blobs_in_write_order(
     fetch: &dyn Fn(&Digest) -> Result<Vec<u8>>,
     others: OtherMediaTypes,
 ) -> Result<Vec<Digest>> {
+    let fetch = |d: &Digest| fetch(d).map(Some);
+    let named = named_blobs(entries, &fetch, others)?;
+    Ok(named.into_iter().map(|(d, _)| d).collect())
+}
+
+/// The document that names a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namer {
+    RootIndex,
+    Index(Digest),
+    Manifest(Digest),
+}
+
+/// Where in its document a blob is named; positions count from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Entry(usize),
+    Config,
+    Layer(usize),
+}
+
+/// One naming of a blob: by which document, and where in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Naming {
+    pub by: Namer,
+    pub role: Role,
+}
+
+impl std::fmt::Display for Naming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.by {
+            Namer::RootIndex => write!(f, "the root index")?,
+            Namer::Index(d) => write!(f, "index {d}")?,
+            Namer::Manifest(d) => write!(f, "manifest {d}")?,
+        }
+        match self.role {
+            Role::Entry(i) => write!(f, " (entry {i})"),
+            Role::Config => write!(f, " (config)"),
+            Role::Layer(i) => write!(f, " (layer {i})"),
+        }
+    }
+}
+
+/// [`blobs_in_write_order`] with who names each digest. `fetch` gives `None` for a
+/// document that is not to be walked (absent from the image, say): its own digest is
+/// still listed, what it references is not.
+pub fn named_blobs(
+    entries: &[Descriptor],
+    fetch: &dyn Fn(&Digest) -> Result<Option<Vec<u8>>>,
+    others: OtherMediaTypes,
+) -> Result<Vec<(Digest, Naming)>> {
     let mut out = Vec::new();
     let mut state = Walk {
         fetch,
@@ -41,12 +92,12 @@ pub fn blobs_in_write_order(
         done: HashSet::new(),
         open: Vec::new(),
     };
-    walk(entries, &mut state, 0, &mut out)?;
+    walk(entries, Namer::RootIndex, &mut state, 0, &mut out)?;
     Ok(out)
 }
 
 struct Walk<'f> {
-    fetch: &'f dyn Fn(&Digest) -> Result<Vec<u8>>,
+    fetch: &'f dyn Fn(&Digest) -> Result<Option<Vec<u8>>>,
     others: OtherMediaTypes,
     /// Indexes and manifests already walked.
     done: HashSet<Digest>,
@@ -56,11 +107,16 @@ struct Walk<'f> {
 
 fn walk(
     entries: &[Descriptor],
+    by: Namer,
     st: &mut Walk<'_>,
     depth: usize,
-    out: &mut Vec<Digest>,
+    out: &mut Vec<(Digest, Naming)>,
 ) -> Result<()> {
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
+        let named = Naming {
+            by,
+            role: Role::Entry(i),
+        };
         let document =
             media_type::is_index(&e.media_type) || media_type::is_manifest(&e.media_type);
         if st.open.contains(&e.digest) {
@@ -70,7 +126,7 @@ fn walk(
             });
         }
         if document && !st.done.insert(e.digest) {
-            out.push(e.digest);
+            out.push((e.digest, named));
             continue;
         }
         if media_type::is_index(&e.media_type) {
@@ -80,25 +136,35 @@ fn walk(
                     problem: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
                 });
             }
-            let refs = References::parse(&(st.fetch)(&e.digest)?, &e.digest)?;
-            st.open.push(e.digest);
-            walk(refs.manifests.as_deref().unwrap_or(&[]), st, depth + 1, out)?;
-            st.open.pop();
+            if let Some(bytes) = (st.fetch)(&e.digest)? {
+                let refs = References::parse(&bytes, &e.digest)?;
+                st.open.push(e.digest);
+                let children = refs.manifests.as_deref().unwrap_or(&[]);
+                walk(children, Namer::Index(e.digest), st, depth + 1, out)?;
+                st.open.pop();
+            }
         } else if media_type::is_manifest(&e.media_type) {
-            let refs = References::parse(&(st.fetch)(&e.digest)?, &e.digest)?;
-            out.extend(refs.layers.iter().flatten().map(|l| l.digest));
-            let config = refs.config.ok_or_else(|| OciError::Invalid {
-                what: format!("manifest {}", e.digest),
-                problem: "has no config".into(),
-            })?;
-            out.push(config.digest);
+            if let Some(bytes) = (st.fetch)(&e.digest)? {
+                let refs = References::parse(&bytes, &e.digest)?;
+                let me = Namer::Manifest(e.digest);
+                out.extend(refs.layers.iter().flatten().enumerate().map(|(i, l)| {
+                    let role = Role::Layer(i);
+                    (l.digest, Naming { by: me, role })
+                }));
+                let config = refs.config.ok_or_else(|| OciError::Invalid {
+                    what: format!("manifest {}", e.digest),
+                    problem: "has no config".into(),
+                })?;
+                let role = Role::Config;
+                out.push((config.digest, Naming { by: me, role }));
+            }
         } else if st.others == OtherMediaTypes::Reject {
             return Err(OciError::UnexpectedMediaType {
                 digest: e.digest,
                 media_type: e.media_type.clone(),
             });
         }
-        out.push(e.digest);
+        out.push((e.digest, named));
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ fn daemons(mountpoint: &Path) -> Vec<u32> {
 #[test]
 fn without_f_it_returns_once_the_mount_is_ready_and_u_ends_the_daemon() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
     assert_ok(&o);
@@ -234,7 +234,7 @@ fn without_f_it_returns_once_the_mount_is_ready_and_u_ends_the_daemon() {
 #[test]
 fn in_the_foreground_sigint_sigterm_and_sighup_unmount_cleanly() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let mp = MountPoint::new();
         let dir = tempfile::tempdir().unwrap();
@@ -279,7 +279,7 @@ fn in_the_foreground_sigint_sigterm_and_sighup_unmount_cleanly() {
 #[test]
 fn unmounting_from_outside_ends_the_foreground_process_with_status_0() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(bin())
@@ -309,7 +309,7 @@ fn unmounting_from_outside_ends_the_foreground_process_with_status_0() {
 #[test]
 fn a_stale_mount_is_named_and_u_clears_it() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let mut child = Command::new(bin())
         .args(["-f".as_ref(), image.as_os_str(), mp.path.as_os_str()])
@@ -349,7 +349,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("mount.fuse3 not found: install the fuse3 package");
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     // What `mount -t fuse.sifmount IMAGE MP -o noexec` runs; mount.fuse3 finds sifmount
     // in PATH and calls it as `sifmount IMAGE MP -o rw,noexec,dev,suid`-like.
@@ -383,7 +383,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
     assert!(flags.split(',').any(|f| f == "noexec"), "{line}");
     assert!(
         flags.split(',').any(|f| f == "ro"),
-        "read-only even with rw (the image has no write bit): {line}"
+        "read-only even with rw (the copy has no write bit): {line}"
     );
 
     let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
@@ -394,7 +394,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
 #[test]
 fn a_signal_while_the_mount_is_busy_detaches_it_and_the_process_ends_with_its_last_user() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let mut child = Command::new(bin())
         .args(["-f".as_ref(), image.as_os_str(), mp.path.as_os_str()])
@@ -523,7 +523,7 @@ fn a_daemon_logs_to_syslog_with_its_ident_and_priority() {
 #[test]
 fn a_daemon_unmounts_cleanly_on_sigint_sigterm_and_sighup() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let mp = MountPoint::new();
         let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
@@ -545,7 +545,7 @@ fn a_daemon_unmounts_cleanly_on_sigint_sigterm_and_sighup() {
 #[test]
 fn u_on_a_busy_mount_says_who_keeps_it_busy_and_leaves_it_mounted() {
     need_fuse();
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
     assert_ok(&o);
@@ -582,7 +582,7 @@ fn u_on_a_busy_mount_says_who_keeps_it_busy_and_leaves_it_mounted() {
 fn mounting_over_a_mount_of_something_else_is_refused_as_busy() {
     need_fuse();
     need_root("it mounts a tmpfs to have a non-FUSE mount point");
-    let image = common::upstream(IMAGE);
+    let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let o = run(&[
         "mount".as_ref(),
@@ -611,4 +611,16 @@ fn mounting_over_a_mount_of_something_else_is_refused_as_busy() {
         text(&o.stderr)
     );
     assert!(is_mounted(&mp.path));
+}
+
+/// The test image copied to a file of its own without write permission: what the tests
+/// here mount, so that the shared test data is never mounted (and never written), and the
+/// image is read-only whether or not the shared copy is writable.
+fn read_only_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.oci.sif");
+    std::fs::copy(common::upstream(IMAGE), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    (dir, path)
 }

@@ -104,6 +104,7 @@ fn an_unreadable_key_is_an_error_before_mounting() {
     let out = std::process::Command::new(mounted::sifmount_bin())
         .arg("--key")
         .arg(&bad)
+        .args(["-o", "ro"])
         .arg(upstream("generated/hello-world-cosign-manifest.oci.sif"))
         .arg(&mp)
         .output()

@@ -297,7 +297,25 @@ impl Mount {
         if mode == Mode::Foreground {
             cmd.arg("-f");
         }
-        cmd.args(extra).arg(image).arg(&mp);
+        cmd.args(extra);
+        if is_shared_fixture(image) {
+            // Tests never write the shared test data (parallel tests would contend for the
+            // writer's lock, and one could change a fixture): read-only unless asked.
+            let asked = |mode: &str| {
+                extra
+                    .windows(2)
+                    .any(|w| w[0] == "-o" && w[1].split(',').any(|o| o == mode))
+            };
+            assert!(
+                !asked("rw"),
+                "{}: a shared fixture is never mounted read-write; copy it",
+                image.display()
+            );
+            if !asked("ro") {
+                cmd.args(["-o", "ro"]);
+            }
+        }
+        cmd.arg(image).arg(&mp);
         cmd.stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("dup the log file"))
             .stderr(log_file);
@@ -582,4 +600,17 @@ pub fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether `image` lies in the shared test data (`SIFMOUNT_TESTDATA`, by default
+/// `../shared/testdata`), which tests only ever read.
+pub fn is_shared_fixture(image: &Path) -> bool {
+    let testdata = match std::env::var_os("SIFMOUNT_TESTDATA") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata"),
+    };
+    match (image.canonicalize(), testdata.canonicalize()) {
+        (Ok(image), Ok(testdata)) => image.starts_with(testdata),
+        _ => false,
+    }
 }

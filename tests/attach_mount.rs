@@ -16,14 +16,14 @@ mod mounted;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{assert_bytes_eq, testdata, upstream};
 use mounted::{Mode, Mount, Output};
@@ -1469,4 +1469,82 @@ fn listings_between_attaches_are_let_go_when_closed() {
          from {before} KiB to {after} KiB resident"
     );
     m.unmount();
+}
+
+// ---------------------------------------------------------------------------------------
+// One image, two mounts
+// ---------------------------------------------------------------------------------------
+
+/// A read-only mount of an image follows a read-write mount of the same file: each of a
+/// dozen attaches (the seventh grows the descriptor table) shows in the read-only mount's
+/// `/cosign` and `index.json` without remounting, a layer it held open across the growth
+/// reads back whole, and in the end every blob it lists hashes to its name.
+#[test]
+fn a_read_only_mount_follows_a_read_write_mount_of_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, target) = demo_image(dir.path(), "shared.oci.sif");
+    let rw = mount(&image);
+    let ro = mount_with(&image, &["-o", "ro"]);
+    let blobs = ro.mountpoint.join("blobs/sha256");
+    let layer = ls(&blobs)
+        .into_iter()
+        .max_by_key(|name| fs::metadata(blobs.join(name)).unwrap().len())
+        .expect("the image has blobs");
+    let mut held = fs::File::open(blobs.join(&layer)).unwrap();
+    let signature = b"MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4\n";
+    let mut slowest = Duration::ZERO;
+    for n in 1..=12usize {
+        let cosign = rw.mountpoint.join("cosign");
+        write_close(
+            &cosign.join(format!("p{n}.json")),
+            &simple_signing(&target, 1_700_000_000 + n as u64),
+        )
+        .unwrap();
+        write_close(&cosign.join(format!("p{n}.json.sig")), signature).unwrap();
+        let want_index = read(&rw.mountpoint.join("index.json"));
+        let entry = sig_name(&target, n);
+        let start = Instant::now();
+        loop {
+            let shown = ls(&ro.mountpoint.join("cosign")).contains(&entry)
+                && fs::read(ro.mountpoint.join("index.json")).ok().as_ref() == Some(&want_index);
+            if shown {
+                break;
+            }
+            // A deadline against a hang, not a speed check (scripts/bench.sh measures).
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "attach {n}: the read-only mount does not show {entry} and the new index.json"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        slowest = slowest.max(start.elapsed());
+    }
+    println!("slowest time for an attach to show in the read-only mount: {slowest:.2?}");
+    let sif = SifImage::open(&image, OpenMode::ReadOnly).unwrap();
+    assert!(
+        sif.header().descriptors_total > 12,
+        "the attaches grew the table ({} slots)",
+        sif.header().descriptors_total
+    );
+    let mut bytes = Vec::new();
+    held.read_to_end(&mut bytes).unwrap();
+    assert_eq!(
+        Digest::of(&bytes).hex(),
+        layer,
+        "the layer held open across the growth"
+    );
+    for name in ls(&blobs) {
+        let bytes = read(&blobs.join(&name));
+        assert_eq!(
+            Digest::of(&bytes).hex(),
+            name,
+            "blob {name} through the read-only mount"
+        );
+    }
+    // The read-write mount also shows the names the signatures were dropped under.
+    let entries: Vec<String> = ls(&rw.mountpoint.join("cosign"))
+        .into_iter()
+        .filter(|n| n.starts_with("sig-"))
+        .collect();
+    assert_eq!(ls(&ro.mountpoint.join("cosign")), entries);
 }

@@ -544,6 +544,7 @@ pub(super) fn recover_with(
             return Ok(RecoveryOutcome::DiscardedTornJournal);
         }
     };
+    let _publishing = storage.publish_lock(true);
     let outcome = match apply(storage, &rec, true).and_then(|()| storage.sync()) {
         Ok(()) => {
             log::warn!("{name}: recovered an interrupted update (completed it)");
@@ -788,6 +789,9 @@ impl SifImage {
                 ));
             }
         }
+        // Readers in other processes that re-read the image wait until it is whole again
+        // (publish.rs); released when this function returns, after the undo if any.
+        let _publishing = base.publish_lock(true);
         let failed = match apply(base, &rec, false).and_then(|()| base.sync()) {
             Ok(()) => {
                 if let Some(j) = journal {

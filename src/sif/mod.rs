@@ -16,6 +16,7 @@ mod journal;
 mod journal_file;
 mod journal_record;
 mod overlay;
+mod publish;
 mod slots;
 mod storage;
 mod writer_lock;
@@ -37,6 +38,7 @@ pub use journal_file::{
     canonical_image_path, journal_path, FileJournal, UntrustedJournal, JOURNAL_SUFFIX,
     MAX_JOURNAL_LEN,
 };
+pub use publish::{fingerprint, PublishLock};
 pub use storage::{FileIdentity, MemStorage, Storage};
 pub use writer_lock::{changed_on_disk, LockError, WriterLock};
 

@@ -33,6 +33,13 @@ pub trait Storage: Send + Sync {
         None
     }
 
+    /// Holds the publish lock (`publish.rs`): exclusive while an update is applied, shared
+    /// while a reader reads the header and table. Memory, which no other process sees, has
+    /// none.
+    fn publish_lock(&self, _exclusive: bool) -> Option<super::publish::PublishLock> {
+        None
+    }
+
     /// Copies `len` bytes from `src` to `dst` within the image, as if through a buffer
     /// holding them all (overlapping ranges are copied correctly). The default reads and
     /// writes 1 MiB chunks; a journalling storage records the copy instead of its bytes.
@@ -90,6 +97,9 @@ impl std::fmt::Display for FileIdentity {
 impl Storage for File {
     fn identity(&self) -> Option<FileIdentity> {
         self.metadata().ok().map(|m| FileIdentity::of(&m))
+    }
+    fn publish_lock(&self, exclusive: bool) -> Option<super::publish::PublishLock> {
+        super::publish::PublishLock::take(self, exclusive)
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset)
@@ -279,6 +289,9 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn identity(&self) -> Option<FileIdentity> {
         (**self).identity()
+    }
+    fn publish_lock(&self, exclusive: bool) -> Option<super::publish::PublishLock> {
+        (**self).publish_lock(exclusive)
     }
 }
 

@@ -104,6 +104,7 @@ pub(super) fn build(
         cosign_dir: b.cosign_dir,
         cosign_entries: std::mem::take(&mut b.cosign_entries),
         cosign_by_dir: HashMap::new(),
+        fingerprint: 0,
     };
     tree.index_cosign_entries();
     Ok((tree, b.report))

@@ -216,6 +216,8 @@ pub struct Tree {
     /// Where each entry directory is in `cosign_entries`: asked on every `stat` of a
     /// read-write mount.
     cosign_by_dir: HashMap<Ino, usize>,
+    /// The image's header and table when the tree was built ([`Tree::image_changed`]).
+    fingerprint: u64,
 }
 
 impl std::fmt::Debug for Tree {
@@ -241,9 +243,38 @@ impl Tree {
 
     /// Like [`Tree::open_with_report`], with options (the keys to verify with).
     pub fn open_with(path: &Path, options: &TreeOptions) -> Result<(Tree, BuildReport), TreeError> {
+        // The image's header and table are fingerprinted, and the tree built, while no
+        // sifmount update is being applied (src/sif/publish.rs): a tree is of the image
+        // before an update or after it. The fingerprint is taken first, so that a change
+        // by another writer between it and the build is seen as one by the next check.
+        let file = std::fs::File::open(path)
+            .map_err(|e| TreeError::Open(format!("{}: {e}", path.display())))?;
+        let _reading = crate::sif::PublishLock::take(&file, false);
+        let fingerprint = crate::sif::fingerprint(&file)
+            .map_err(|e| TreeError::Open(format!("{}: {e}", path.display())))?;
         let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
             .map_err(|e| TreeError::Open(e.to_string()))?;
-        build::build(path, sif, options)
+        let (mut tree, report) = build::build(path, sif, options)?;
+        tree.fingerprint = fingerprint;
+        Ok((tree, report))
+    }
+
+    /// Whether the image file this tree was built from has changed what it holds since
+    /// (its header or descriptor table), as any writer's committed change does. Waits for
+    /// a sifmount update in flight.
+    pub fn image_changed(&self) -> Result<bool, TreeError> {
+        let _reading = self.storage.publish_lock(false);
+        let now = crate::sif::fingerprint(&*self.storage).map_err(|source| TreeError::Read {
+            path: self.path.display().to_string(),
+            what: "the header and descriptor table".into(),
+            source,
+        })?;
+        Ok(now != self.fingerprint)
+    }
+
+    /// Which file this tree shows.
+    pub fn image_identity(&self) -> Option<crate::sif::FileIdentity> {
+        self.storage.identity()
     }
 
     /// The image this tree shows.

@@ -505,6 +505,34 @@ impl Volume {
         self.options.writable
     }
 
+    /// Shows what another writer (a read-write mount, SingularityCE, siftool) has
+    /// committed to the image since the tree was built: a read-only volume follows the
+    /// file it opened. Names keep their inodes where they hold the same thing, so the
+    /// kernel's caches stay right (`inodes.rs`). A read-write volume is its image's only
+    /// sifmount writer and refuses to write over another program's change instead.
+    /// Returns whether the tree was rebuilt.
+    pub fn follow_image(&self) -> Result<bool, TreeError> {
+        if self.writable() || !self.read().tree.image_changed()? {
+            return Ok(false);
+        }
+        // Built without the state's lock: reads go on meanwhile.
+        let (tree, report) = Tree::open_with(&self.path, &self.options.tree)?;
+        let mut st = self.write();
+        if tree.image_identity() != st.tree.image_identity() {
+            log::warn!(
+                "{}: the path now names another file; this mount goes on showing the file it \
+                 opened (mount again to show the new one)",
+                self.path.display()
+            );
+            return Ok(false);
+        }
+        for w in &report.warnings {
+            log::warn!("{w}");
+        }
+        st.show(tree);
+        Ok(true)
+    }
+
     fn max_staged(&self) -> u64 {
         match self.options.max_staged_size {
             0 => DEFAULT_MAX_STAGED_SIZE,
@@ -669,7 +697,7 @@ impl Volume {
             }
         }
         match st.attr(ino, self.writable()) {
-            Err(TreeError::NoInode(_)) if self.writable() => {
+            Err(TreeError::NoInode(_)) => {
                 let mut a = st.replaced(ino).ok_or(TreeError::NoInode(ino))?;
                 a.ino = ino;
                 Ok(a)
@@ -682,8 +710,7 @@ impl Volume {
     /// the image's tree (an inode never changes content), false of what can change.
     pub fn stable(&self, ino: Ino) -> bool {
         let st = self.read();
-        !self.writable()
-            || (st.tree.contains(ino) && st.tree.attr(ino).is_ok_and(|a| a.kind == Kind::File))
+        st.tree.contains(ino) && st.tree.attr(ino).is_ok_and(|a| a.kind == Kind::File)
     }
 
     /// Whether changes to `ino` can ever be accepted (what `access(W_OK)` answers):
@@ -742,12 +769,11 @@ impl Volume {
     }
 
     /// Whether the kernel may remember for long that `name` in `parent` is the inode a
-    /// lookup gave: always on a read-only volume; on a read-write one, for names that
-    /// cannot come to mean another inode (digests under /blobs, images under /images,
+    /// lookup gave: for names that cannot come to mean another inode, whoever changes the
+    /// image (a read-only volume follows other writers' changes) (digests under /blobs, images under /images,
     /// the root's directories), so that path walks do not ask again at every component.
     pub fn name_is_stable(&self, parent: Ino, name: &[u8], kind: Kind) -> bool {
-        self.read()
-            .name_is_stable(parent, name, kind, self.writable())
+        self.read().name_is_stable(parent, name, kind)
     }
 
     /// `.`, `..` and the entries of directory `ino` from position `offset`, each with its
@@ -835,7 +861,7 @@ impl Volume {
                 },
                 Err(e) => return Err(e),
             };
-            let stable = st.name_is_stable(ino, e.name.as_bytes(), e.kind, writable);
+            let stable = st.name_is_stable(ino, e.name.as_bytes(), e.kind);
             if add(e, pos + 1, &attr, stable) {
                 break;
             }
@@ -884,7 +910,8 @@ impl Volume {
         if !write {
             let st = self.read();
             let node = match st.node(ino) {
-                Err(TreeError::NoInode(_)) if self.writable() => {
+                // A commit, or another writer's change this volume follows, replaced it.
+                Err(TreeError::NoInode(_)) => {
                     return self.open_replaced(&st, ino);
                 }
                 node => node?,
@@ -1001,7 +1028,17 @@ impl Volume {
         if let Some(Handle::Session { data, .. }) = st.handles.get(&fh) {
             return Ok(copy_out(data, offset, buf));
         }
-        match st.node(ino)? {
+        let node = match st.node(ino) {
+            // Opened before the image changed, and what it held is no longer in it.
+            Err(TreeError::NoInode(_)) => {
+                return Err(TreeError::Stale(format!(
+                    "{}: inode {ino}, open for reading, is no longer in the image",
+                    self.path.display()
+                )))
+            }
+            node => node?,
+        };
+        match node {
             Node::Tree => st.tree.read(ino, offset, buf),
             Node::Staged(f) => Ok(copy_out(&f.data, offset, buf)),
             Node::Error(text) => Ok(copy_out(text.as_bytes(), offset, buf)),
@@ -1484,8 +1521,8 @@ impl State {
     /// Directories outside `/cosign` are the fixed parts of the layout (a directory's
     /// inode is its path), so their names are stable anywhere; files and links are
     /// stable where the names say what they hold.
-    fn name_is_stable(&self, parent: Ino, name: &[u8], kind: Kind, writable: bool) -> bool {
-        if !writable || self.stable_dirs.contains(&parent) {
+    fn name_is_stable(&self, parent: Ino, name: &[u8], kind: Kind) -> bool {
+        if self.stable_dirs.contains(&parent) {
             return true;
         }
         if !matches!(self.node(parent), Ok(Node::Tree))
@@ -2169,10 +2206,17 @@ impl State {
                 .file_len()
                 .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
         }
-        let (mut tree, report) = Tree::open_with(path, &options.tree)?;
+        let (tree, report) = Tree::open_with(path, &options.tree)?;
         for w in &report.warnings {
             log::warn!("{w}");
         }
+        self.show(tree);
+        Ok(())
+    }
+
+    /// Replaces the tree with `tree`, a newer one of the same image, numbered so that
+    /// every node that holds what it held keeps its inode.
+    fn show(&mut self, mut tree: Tree) {
         if !self.tree.is_numbered() {
             self.tree.enter_numbers(&mut self.table);
         }
@@ -2180,7 +2224,6 @@ impl State {
         drop(std::mem::replace(&mut self.tree, tree));
         self.index_entry_files();
         release_freed_memory();
-        Ok(())
     }
 
     /// A failed update may leave the writer's view behind the file (the library checks

@@ -171,7 +171,7 @@ fn errno(e: &TreeError) -> Errno {
         TreeError::Denied(_) => Errno::EPERM,
         TreeError::TooLarge(_) => Errno::EFBIG,
         TreeError::NoSpace(_) => Errno::ENOSPC,
-        TreeError::Stale(_) => Errno::ESTALE,
+        TreeError::Stale(_) | TreeError::Changed(_) => Errno::ESTALE,
     }
 }
 
@@ -192,6 +192,7 @@ fn fail(e: &TreeError) -> Errno {
         | TreeError::NoSpace(_)
         | TreeError::Stale(_)
         | TreeError::Update(_) => log::debug!("{e}"),
+        TreeError::Changed(_) => log::info!("{e}"),
         _ => log::warn!("{e}"),
     }
     errno(e)

@@ -1478,7 +1478,9 @@ fn listings_between_attaches_are_let_go_when_closed() {
 /// A read-only mount of an image follows a read-write mount of the same file: each of a
 /// dozen attaches (the seventh grows the descriptor table) shows in the read-only mount's
 /// `/cosign` and `index.json` without remounting, a layer it held open across the growth
-/// reads back whole, and in the end every blob it lists hashes to its name.
+/// reads back whole, and in the end every blob it lists hashes to its name. Meanwhile two
+/// readers hash every blob and parse `index.json` through the read-only mount without
+/// pause: a read may fail (the object was removed), but never returns other bytes.
 #[test]
 fn a_read_only_mount_follows_a_read_write_mount_of_the_same_image() {
     let dir = tempfile::tempdir().unwrap();
@@ -1491,6 +1493,47 @@ fn a_read_only_mount_follows_a_read_write_mount_of_the_same_image() {
         .max_by_key(|name| fs::metadata(blobs.join(name)).unwrap().len())
         .expect("the image has blobs");
     let mut held = fs::File::open(blobs.join(&layer)).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (root, stop) = (ro.mountpoint.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut good, mut failed) = (0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let names = fs::read_dir(root.join("blobs/sha256"))
+                        .map(|d| d.filter_map(|e| e.ok()).collect::<Vec<_>>())
+                        .unwrap_or_default();
+                    for e in names {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        match fs::read(e.path()) {
+                            Ok(bytes) => {
+                                assert_eq!(
+                                    Digest::of(&bytes).hex(),
+                                    name,
+                                    "wrong bytes for blob {name}"
+                                );
+                                good += 1;
+                            }
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    match fs::read(root.join("index.json")) {
+                        Ok(bytes) => {
+                            Index::parse(&bytes).unwrap_or_else(|e| {
+                                panic!(
+                                    "index.json read as {} bytes that are no index: {e}",
+                                    bytes.len()
+                                )
+                            });
+                            good += 1;
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (good, failed)
+            })
+        })
+        .collect();
     let signature = b"MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4\n";
     let mut slowest = Duration::ZERO;
     for n in 1..=12usize {
@@ -1518,6 +1561,12 @@ fn a_read_only_mount_follows_a_read_write_mount_of_the_same_image() {
             std::thread::sleep(Duration::from_millis(20));
         }
         slowest = slowest.max(start.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        let (good, failed) = r.join().expect("a reader saw wrong bytes");
+        assert!(good > 0, "the reader read something");
+        println!("reader: {good} whole files read right, {failed} reads failed (removed)");
     }
     println!("slowest time for an attach to show in the read-only mount: {slowest:.2?}");
     let sif = SifImage::open(&image, OpenMode::ReadOnly).unwrap();

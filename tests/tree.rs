@@ -537,3 +537,60 @@ fn bad_images_give_an_error_naming_the_file() {
     let err = Tree::open(Path::new("/")).unwrap_err().to_string();
     assert!(err.contains("directory"), "{err}");
 }
+
+/// A tree whose image another writer changes: a read of an object the change removed
+/// fails with `Changed` instead of returning the zeros (or the new bytes) now at its old
+/// place, and an object the change kept still reads right. The writer is sifmount's own
+/// attach, which deletes and zeroes the old root index and writes a new one after it.
+#[test]
+fn a_read_of_an_object_another_writer_removed_fails_instead_of_returning_other_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.oci.sif");
+    std::fs::copy(upstream("generated/squashfs-image.oci.sif"), &path).unwrap();
+    let tree = Tree::open(&path).unwrap();
+    let index = tree.resolve("/index.json").unwrap();
+    let old_index = read_all(&tree, index.ino);
+    let blobs: Vec<(Ino, String)> = tree
+        .entries(tree.resolve("/blobs/sha256").unwrap().ino)
+        .unwrap()
+        .iter()
+        .map(|e| (e.ino, e.name.clone()))
+        .collect();
+
+    let mut oci = OciSif::open(&path, OpenMode::ReadWrite).unwrap();
+    let target = oci.root_index().unwrap().entries()[0].digest;
+    let payload = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let drop = sifmount::cosign::DropFiles {
+        payload: Some(payload.into_bytes()),
+        signature: Some(b"c2lmbW91bnQgdHJlZSB0ZXN0\n".to_vec()),
+        ..Default::default()
+    };
+    let a = sifmount::cosign::prepare(&oci, &drop).unwrap().unwrap();
+    sifmount::cosign::attach(&mut oci, &a).unwrap();
+    drop_oci(oci);
+
+    let mut buf = vec![0u8; old_index.len()];
+    match tree.read(index.ino, 0, &mut buf) {
+        Err(TreeError::Changed(why)) => assert!(why.contains("changed"), "{why}"),
+        other => panic!(
+            "the old root index was deleted and zeroed, yet reading it gave {other:?} ({} \
+             zero bytes)",
+            buf.iter().filter(|&&b| b == 0).count()
+        ),
+    }
+    assert!(
+        tree.image_changed().unwrap(),
+        "the fingerprint saw the attach"
+    );
+    // The image's own blobs are all still there, and read right.
+    for (ino, name) in blobs {
+        let bytes = read_all(&tree, ino);
+        assert_eq!(Digest::of(&bytes).hex(), name, "blob {name}");
+    }
+}
+
+fn drop_oci(oci: OciSif) {
+    oci.sif().sync().unwrap();
+}

@@ -267,7 +267,9 @@ fn plan(map: &Map, base: &dyn Storage, base_len: u64, anchor_end: u64) -> io::Re
         }
     }
     // Truncating before the writes frees space before they need any; every write lies
-    // below the new length, so the order does not change the result.
+    // below the new length, so the order does not change the result. The writes go in
+    // file order: the header and the table, which readers in other processes check after
+    // each read (src/tree/mod.rs, `Tree::read`), change before any object's bytes do.
     ops.push(Op::SetLen { len: map.len });
     ops.extend(inline);
     ops.extend(rest);

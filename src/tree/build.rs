@@ -49,6 +49,7 @@ pub(super) fn build(
     // holds its old and new buffers at once while doubling.
     let mut b = Builder {
         nodes: Vec::with_capacity(3 * sif.used_count() + 64),
+        slot_of_id: sif.descriptors().map(|(i, d)| (d.id, i as u32)).collect(),
         report: BuildReport::default(),
         mtime: header.modified_at,
         crtime: header.created_at,
@@ -105,6 +106,7 @@ pub(super) fn build(
         cosign_entries: std::mem::take(&mut b.cosign_entries),
         cosign_by_dir: HashMap::new(),
         fingerprint: 0,
+        table_place: [0; 16],
     };
     tree.index_cosign_entries();
     Ok((tree, b.report))
@@ -116,7 +118,7 @@ pub(super) fn build(
 ///
 /// OCI objects are named by their digest (Extra), which fixes their bytes wherever they
 /// lie: they keep their identity when a table growth moves them.
-fn object_identity(d: &SifDescriptor) -> u64 {
+pub(super) fn object_identity(d: &SifDescriptor) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if d.data_type().is_oci() {
@@ -140,6 +142,9 @@ pub(super) fn next_tree_number() -> u64 {
 
 pub(super) struct Builder<'o> {
     nodes: Vec<Node>,
+    /// Each object's slot in the descriptor table, by ID: what reads check
+    /// (`Content::Range`).
+    slot_of_id: HashMap<u32, u32>,
     report: BuildReport,
     /// Times of everything that is not one object: the header's.
     pub(super) mtime: i64,
@@ -235,6 +240,7 @@ impl Builder<'_> {
                 offset: d.offset as u64,
                 size: d.size as u64,
                 identity: object_identity(d),
+                slot: self.slot_of_id.get(&d.id).copied().unwrap_or(u32::MAX),
             },
             d.modified_at,
             d.created_at,

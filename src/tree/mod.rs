@@ -138,6 +138,10 @@ pub enum TreeError {
     /// its change would corrupt it.
     #[error("{0}")]
     Stale(String),
+    /// The object a read was of is no longer where the tree says (another writer changed
+    /// the image since the tree was built): the bytes read are not served (ESTALE).
+    #[error("{0}")]
+    Changed(String),
     #[error("{path}: cannot read {what}: {source}")]
     Read {
         path: String,
@@ -151,11 +155,14 @@ pub enum TreeError {
 enum Content {
     /// Generated at build time.
     Bytes(Box<[u8]>),
-    /// A byte range of the image file; `identity` tells objects at the same place apart.
+    /// A byte range of the image file; `identity` tells objects at the same place apart,
+    /// and `slot` is where its descriptor is in the table (every read checks it is still
+    /// there: [`Tree::read`]).
     Range {
         offset: u64,
         size: u64,
         identity: u64,
+        slot: u32,
     },
     /// `/sif/descriptors.json`, made from the image's table when first needed: a few
     /// hundred bytes per object, megabytes for a large image, and seldom read. Its `len`
@@ -218,6 +225,9 @@ pub struct Tree {
     cosign_by_dir: HashMap<Ino, usize>,
     /// The image's header and table when the tree was built ([`Tree::image_changed`]).
     fingerprint: u64,
+    /// The header's `DescriptorsOffset` and `DescriptorsSize` as built: where each
+    /// object's descriptor is checked after a read.
+    table_place: [u8; 16],
 }
 
 impl std::fmt::Debug for Tree {
@@ -247,15 +257,29 @@ impl Tree {
         // sifmount update is being applied (src/sif/publish.rs): a tree is of the image
         // before an update or after it. The fingerprint is taken first, so that a change
         // by another writer between it and the build is seen as one by the next check.
-        let file = std::fs::File::open(path)
-            .map_err(|e| TreeError::Open(format!("{}: {e}", path.display())))?;
-        let _reading = crate::sif::PublishLock::take(&file, false);
-        let fingerprint = crate::sif::fingerprint(&file)
-            .map_err(|e| TreeError::Open(format!("{}: {e}", path.display())))?;
+        // Non-blocking, so that a FIFO given as the image cannot hang the open; what is
+        // not an image is refused by `SifImage::open`, with its own message.
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        let _reading = file
+            .as_ref()
+            .ok()
+            .and_then(|f| crate::sif::PublishLock::take(f, false));
+        let fingerprint = file.and_then(|f| crate::sif::fingerprint(&f));
         let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
             .map_err(|e| TreeError::Open(e.to_string()))?;
+        let fingerprint = fingerprint.map_err(|e| {
+            TreeError::Open(format!("{}: cannot read the header: {e}", path.display()))
+        })?;
+        let table_place = sif.header().encode()[96..112]
+            .try_into()
+            .expect("the header is 128 bytes");
         let (mut tree, report) = build::build(path, sif, options)?;
         tree.fingerprint = fingerprint;
+        tree.table_place = table_place;
         Ok((tree, report))
     }
 
@@ -430,7 +454,9 @@ impl Tree {
 
     /// Reads up to `buf.len()` bytes of file `ino` from `offset`; returns how many were
     /// read (fewer only at the end of the file). One positioned read of the image, no
-    /// lock: the image is never written while this tree exists.
+    /// lock; then the object's descriptor is read again ([`Tree::still_there`]): when the
+    /// image no longer says the object is where it was read, the bytes are not served and
+    /// the read fails with [`TreeError::Changed`].
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, TreeError> {
         let content = match &self.node(ino)?.data {
             NodeData::File(c) => c,
@@ -453,16 +479,53 @@ impl Tree {
                 buf[..m].copy_from_slice(&b[start..start + m]);
                 buf[m..n].fill(0);
             }
-            Content::Range { offset: start, .. } => self
-                .storage
-                .read_exact_at(&mut buf[..n], start + offset)
-                .map_err(|source| TreeError::Read {
+            &Content::Range {
+                offset: start,
+                size,
+                identity,
+                slot,
+            } => {
+                let read = self.storage.read_exact_at(&mut buf[..n], start + offset);
+                // After the read, not before: a sifmount update makes the header or the
+                // descriptor say so before it writes over an object's bytes
+                // (src/sif/journal.rs), so a descriptor still in place after the read
+                // means the bytes read were the object's.
+                if !self.still_there(slot, start, size, identity) {
+                    return Err(TreeError::Changed(format!(
+                        "{}: inode {ino}: the image changed (another writer), and its \
+                         object is no longer at offset {start}",
+                        self.path.display()
+                    )));
+                }
+                read.map_err(|source| TreeError::Read {
                     path: self.path.display().to_string(),
                     what: format!("{n} bytes at offset {} (inode {ino})", start + offset),
                     source,
-                })?,
+                })?
+            }
         }
         Ok(n)
+    }
+
+    /// Whether the image's header still puts the table where it was and the table's
+    /// `slot` still describes the object read: in use, at `offset`, `size` long, with the
+    /// same identity. Two reads of a few hundred bytes, from the page cache.
+    fn still_there(&self, slot: u32, offset: u64, size: u64, identity: u64) -> bool {
+        let mut place = [0u8; 16];
+        if self.storage.read_exact_at(&mut place, 96).is_err() || place != self.table_place {
+            return false;
+        }
+        let table = i64::from_le_bytes(place[..8].try_into().expect("8 of 16 bytes")) as u64;
+        let at = table + u64::from(slot) * crate::sif::DESCRIPTOR_SIZE as u64;
+        let mut raw = [0u8; crate::sif::DESCRIPTOR_SIZE];
+        if self.storage.read_exact_at(&mut raw, at).is_err() {
+            return false;
+        }
+        let d = crate::sif::Descriptor::decode(&raw);
+        d.used
+            && d.offset as u64 == offset
+            && d.size as u64 == size
+            && build::object_identity(&d) == identity
     }
 
     fn content_len(&self, c: &Content) -> Result<u64, TreeError> {

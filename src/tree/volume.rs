@@ -998,8 +998,29 @@ impl Volume {
         })
     }
 
-    /// Reads from `offset` into `buf`; returns the count.
+    /// Reads from `offset` into `buf`; returns the count. When the image changed under
+    /// the read (another writer), the volume follows the change and reads again from
+    /// where the object is now; an object no longer in the image is ESTALE.
     pub fn read_at(
+        &self,
+        ino: Ino,
+        fh: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, TreeError> {
+        match self.read_once(ino, fh, offset, buf) {
+            Err(TreeError::Changed(why)) => {
+                log::info!("{why}; reading the image again");
+                if let Err(e) = self.follow_image() {
+                    log::warn!("the image changed, but cannot be read again: {e}");
+                }
+                self.read_once(ino, fh, offset, buf)
+            }
+            r => r,
+        }
+    }
+
+    fn read_once(
         &self,
         ino: Ino,
         fh: u64,

@@ -20,12 +20,20 @@
 //!   right, every attach that returned success is there exactly once and nothing else is,
 //!   and the original blobs are byte-identical.
 //!
+//! A second test has another program (SingularityCE's writes, replayed by
+//! tests/common/replay.rs) rewrite an image in place, unsigned to signed once to signed
+//! twice, under a read-only and a read-write mount of it while readers hash everything
+//! both mounts show: reads may fail, but never return wrong bytes.
+//!
 //! Needs /dev/fuse, `fusermount3`, `cat` and `cp`; fails, saying so, when one is missing.
 
+mod common;
 #[path = "common/images.rs"]
 mod images;
 #[path = "common/mounted.rs"]
 mod mounted;
+#[path = "common/replay.rs"]
+mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -1188,4 +1196,404 @@ fn eight_readers_and_four_writers_through_one_mount() {
         big_offset, sh.original.big_offset,
         "a growth moved the big layer"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Another program rewriting the image in place
+// ---------------------------------------------------------------------------------------
+
+/// The three states of the image, as SingularityCE wrote them: unsigned, signed once,
+/// signed twice (each `singularity sign --cosign` is one in-place update of the one
+/// before).
+const REWRITE_STATES: [&str; 3] = [
+    "generated/squashfs-image.oci.sif",
+    "generated/squashfs-image.signed1.oci.sif",
+    "generated/squashfs-image.signed2.oci.sif",
+];
+/// Reader threads per mount.
+const REWRITE_READERS: usize = 3;
+/// Unsigned → signed1 → signed2 runs this often (between rounds the same update
+/// algorithm with the unsigned root index, as `RemoveManifests` of the signatures would,
+/// brings the image back), with a different pause after each write every round, so that
+/// the read-only mount's 250 ms checks fall on different intermediate states.
+const REWRITE_PAUSES: [Duration; 3] = [
+    Duration::from_millis(5),
+    Duration::from_millis(12),
+    Duration::from_millis(20),
+];
+
+/// What the readers of one mount saw.
+#[derive(Default)]
+struct RewriteSeen {
+    /// Whole files read whose bytes were right.
+    good: AtomicU64,
+    /// Opens, reads and listings that failed (ESTALE, EIO, ENOENT…): allowed.
+    failed: AtomicU64,
+    /// Whole files read whose bytes were wrong (blobs, `index.json`), and the first few
+    /// different ones described.
+    wrong_blobs: AtomicU64,
+    wrong_indexes: AtomicU64,
+    wrong_shown: Mutex<Vec<String>>,
+}
+
+/// Where the rewrite is (which update runs, or which one ended last), for the reports of
+/// wrong bytes.
+static REWRITE_PHASE: Mutex<String> = Mutex::new(String::new());
+
+fn set_rewrite_phase(phase: String) {
+    *REWRITE_PHASE.lock().unwrap() = phase;
+}
+
+impl RewriteSeen {
+    fn wrong(&self, counter: &AtomicU64, what: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let phase = REWRITE_PHASE.lock().unwrap().clone();
+        let what = format!("{phase}: {what}");
+        let mut shown = self.wrong_shown.lock().unwrap();
+        if shown.len() < 12 && !shown.contains(&what) {
+            shown.push(what);
+        }
+    }
+}
+
+/// Sets the flag when dropped: readers stop however the test ends, before the mounts
+/// they read go away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Opens and reads a whole file, its cached pages dropped first so that the reads reach
+/// sifmount.
+fn read_uncached(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = fs::File::open(path)?;
+    drop_cache(&f);
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Describes bytes that were not what they should be.
+fn describe(bytes: &[u8]) -> String {
+    let zeros = bytes.iter().filter(|&&b| b == 0).count();
+    format!(
+        "{} bytes ({zeros} zero), starting {:?}",
+        bytes.len(),
+        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+    )
+}
+
+/// Until `stop`: hashes every blob under `blobs/sha256` against its name and checks that
+/// `index.json` is exactly one of `roots`.
+fn rewrite_reader(mp: &Path, roots: &[Vec<u8>], seen: &RewriteSeen, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match fs::read_dir(mp.join("blobs/sha256")) {
+            Ok(dir) => {
+                for entry in dir {
+                    let Ok(entry) = entry else {
+                        seen.failed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    match read_uncached(&entry.path()) {
+                        Ok(bytes) if Digest::of(&bytes).hex() == name => {
+                            seen.good.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(bytes) => seen.wrong(
+                            &seen.wrong_blobs,
+                            format!(
+                                "blobs/sha256/{name}: sha256 {}, {}",
+                                Digest::of(&bytes).hex(),
+                                describe(&bytes)
+                            ),
+                        ),
+                        Err(_) => {
+                            seen.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                seen.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match read_uncached(&mp.join("index.json")) {
+            Ok(bytes) if roots.contains(&bytes) => {
+                seen.good.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(bytes) => seen.wrong(
+                &seen.wrong_indexes,
+                format!(
+                    "index.json: none of the three root indexes: {}",
+                    describe(&bytes)
+                ),
+            ),
+            Err(_) => {
+                seen.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The names in a directory of a mount, sorted, without those starting with '.'.
+fn visible_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// What is wrong with a mount's view of the final image (`None`: nothing).
+fn final_state_problem(m: &Mount, root: &[u8], cosign: &[String]) -> Option<String> {
+    match read_uncached(&m.path("index.json")) {
+        Ok(bytes) if bytes == root => {}
+        Ok(bytes) => return Some(format!("index.json is {}", describe(&bytes))),
+        Err(e) => return Some(format!("index.json: {e}")),
+    }
+    match visible_names(&m.path("cosign")) {
+        Ok(names) if names == cosign => None,
+        Ok(names) => Some(format!("cosign/ lists {names:?}, expected {cosign:?}")),
+        Err(e) => Some(format!("cosign/: {e}")),
+    }
+}
+
+/// Every blob a mount lists hashes to its name; the problems found otherwise.
+fn blob_problems(m: &Mount) -> Vec<String> {
+    let names = match visible_names(&m.path("blobs/sha256")) {
+        Ok(names) => names,
+        Err(e) => return vec![format!("blobs/sha256: {e}")],
+    };
+    let mut problems = Vec::new();
+    for name in names {
+        match read_uncached(&m.path(&format!("blobs/sha256/{name}"))) {
+            Ok(bytes) if Digest::of(&bytes).hex() == name => {}
+            Ok(bytes) => problems.push(format!("blobs/sha256/{name}: {}", describe(&bytes))),
+            Err(e) => problems.push(format!("blobs/sha256/{name}: {e}")),
+        }
+    }
+    problems
+}
+
+/// SingularityCE signing an OCI-SIF while it is mounted: another program rewrites the
+/// image in place (pwrite and ftruncate, never a rename), unsigned → signed once →
+/// signed twice, with exactly SingularityCE's writes in SingularityCE's order
+/// (tests/common/replay.rs: old objects zeroed before the table stops describing them,
+/// truncation, table, header; then each new object's data, table, header), pausing
+/// between writes, three rounds. Meanwhile three readers per mount, on a read-only and on
+/// a read-write mount of the image, hash every blob against its name and compare
+/// `index.json` with the three root indexes: a read may fail, never return wrong bytes.
+/// Afterwards both mounts show the signed-twice image (its `index.json`, the `cosign/`
+/// entries a mount of the upstream file shows) within 5 s, and every blob they list
+/// hashes right.
+#[test]
+fn another_program_rewriting_the_image_in_place_as_singularity_does_never_makes_a_mount_serve_wrong_bytes(
+) {
+    mounted::require_fuse();
+    let states: Vec<Vec<u8>> = REWRITE_STATES
+        .iter()
+        .map(|rel| common::read_upstream(rel))
+        .collect();
+    let roots: Vec<Vec<u8>> = REWRITE_STATES
+        .iter()
+        .map(|rel| {
+            OciSif::open(common::upstream(rel), OpenMode::ReadOnly)
+                .and_then(|oci| oci.root_index_bytes())
+                .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        })
+        .collect();
+    let final_root = roots[2].clone();
+    let final_cosign = {
+        let upstream = Mount::new(
+            &common::upstream(REWRITE_STATES[2]),
+            Mode::Foreground,
+            &["-o", "ro"],
+        );
+        let names = visible_names(&upstream.path("cosign")).unwrap();
+        upstream.unmount();
+        names
+    };
+    assert!(
+        !final_cosign.is_empty(),
+        "the signed image shows cosign entries"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.oci.sif");
+    fs::write(&image, &states[0]).unwrap();
+    fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let ro = Mount::new(&image, Mode::Foreground, &["-o", "ro"]);
+    let rw = Mount::new(&image, Mode::Foreground, &[]);
+    let options = |m: &Mount| {
+        mounted::mount_at(&m.mountpoint)
+            .map(|e| e.options)
+            .unwrap_or_default()
+    };
+    assert!(
+        options(&ro).split(',').any(|o| o == "ro"),
+        "the first mount is read-only: {}",
+        options(&ro)
+    );
+    assert!(
+        options(&rw).split(',').any(|o| o == "rw"),
+        "the second mount is read-write: {}",
+        options(&rw)
+    );
+
+    set_rewrite_phase("before the rewrite".into());
+    let roots = Arc::new(roots);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Vec<Arc<RewriteSeen>> = (0..2).map(|_| Arc::default()).collect();
+    let mut readers = Vec::new();
+    for (m, seen) in [&ro, &rw].into_iter().zip(&seen) {
+        for _ in 0..REWRITE_READERS {
+            let (mp, roots, seen, stop) = (
+                m.mountpoint.clone(),
+                roots.clone(),
+                seen.clone(),
+                stop.clone(),
+            );
+            readers.push(thread::spawn(move || {
+                rewrite_reader(&mp, &roots, &seen, &stop)
+            }));
+        }
+    }
+    let guard = StopOnDrop(stop.clone());
+    assert!(
+        mounted::wait_until(Duration::from_secs(10), || seen
+            .iter()
+            .all(|s| s.good.load(Ordering::Relaxed) > 0)),
+        "the readers of both mounts read the unsigned image before the rewrite"
+    );
+
+    let good_before: Vec<u64> = seen
+        .iter()
+        .map(|s| s.good.load(Ordering::Relaxed))
+        .collect();
+    let started = Instant::now();
+    let mut steps = 0;
+    let names = ["unsigned", "signed1", "signed2"];
+    let mut updates = 0;
+    for (round, &pause) in REWRITE_PAUSES.iter().enumerate() {
+        let mut path = vec![(0, 1), (1, 2)];
+        if round > 0 {
+            path.insert(0, (2, 0));
+        }
+        for (from, to) in path {
+            updates += 1;
+            let what = format!(
+                "update {updates} ({} -> {}, {pause:?} pauses)",
+                names[from], names[to]
+            );
+            set_rewrite_phase(format!("during {what}"));
+            steps += replay::replay_update(&image, &states[from], &states[to], pause).steps;
+            set_rewrite_phase(format!("after {what}"));
+            // Long enough for the read-only mount to notice this state before the next.
+            thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let rewrite_took = started.elapsed();
+    let during: Vec<u64> = seen
+        .iter()
+        .zip(&good_before)
+        .map(|(s, before)| s.good.load(Ordering::Relaxed) - before)
+        .collect();
+
+    // Both mounts follow to the final image within 5 s (readers still reading).
+    let waited = Instant::now();
+    let (mut ro_problem, mut rw_problem) = (Some(String::new()), Some(String::new()));
+    mounted::wait_until(Duration::from_secs(5), || {
+        if ro_problem.is_some() {
+            ro_problem = final_state_problem(&ro, &final_root, &final_cosign);
+        }
+        if rw_problem.is_some() {
+            rw_problem = final_state_problem(&rw, &final_root, &final_cosign);
+        }
+        ro_problem.is_none() && rw_problem.is_none()
+    });
+    let followed_in = waited.elapsed();
+    drop(guard);
+    for r in readers {
+        r.join().expect("a reader thread panicked");
+    }
+    let ro_blobs = blob_problems(&ro);
+    let rw_blobs = blob_problems(&rw);
+
+    for (name, s, n) in [
+        ("read-only", &seen[0], during[0]),
+        ("read-write", &seen[1], during[1]),
+    ] {
+        println!(
+            "{name} mount: {} whole files read right ({n} during the rewrite), {} reads \
+             failed, wrong bytes read for {} blobs and {} index.json",
+            s.good.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+            s.wrong_blobs.load(Ordering::Relaxed),
+            s.wrong_indexes.load(Ordering::Relaxed),
+        );
+    }
+    for (name, problem, blobs) in [
+        ("read-only", &ro_problem, &ro_blobs),
+        ("read-write", &rw_problem, &rw_blobs),
+    ] {
+        println!(
+            "{name} mount 5 s after the rewrite: {}; {} blobs wrong or unreadable",
+            problem.as_deref().unwrap_or("shows the final image"),
+            blobs.len()
+        );
+    }
+    println!(
+        "rewrite: {updates} updates, {steps} writes in {rewrite_took:.2?}; both mounts \
+         checked for the final image for {followed_in:.2?}"
+    );
+    let log_tail = |m: &Mount| {
+        let log = m.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    for (name, s, m) in [("read-only", &seen[0], &ro), ("read-write", &seen[1], &rw)] {
+        let wrong = s.wrong_blobs.load(Ordering::Relaxed) + s.wrong_indexes.load(Ordering::Relaxed);
+        assert!(
+            wrong == 0,
+            "the {name} mount served wrong bytes {wrong} times while the image was \
+             rewritten in place; the first different ones:\n{}\nsifmount log (tail):\n{}",
+            s.wrong_shown.lock().unwrap().join("\n"),
+            log_tail(m)
+        );
+    }
+    for (name, n) in [("read-only", during[0]), ("read-write", during[1])] {
+        assert!(
+            n >= 20,
+            "the readers of the {name} mount read only {n} files right during the rewrite"
+        );
+    }
+    assert!(
+        ro_problem.is_none(),
+        "5 s after the rewrite the read-only mount does not show the final image: {}",
+        ro_problem.unwrap_or_default()
+    );
+    assert!(
+        ro_blobs.is_empty(),
+        "blobs of the read-only mount after the rewrite:\n{}",
+        ro_blobs.join("\n")
+    );
+    assert!(
+        rw_problem.is_none(),
+        "5 s after the rewrite the read-write mount does not show the final image: {}",
+        rw_problem.unwrap_or_default()
+    );
+    assert!(
+        rw_blobs.is_empty(),
+        "blobs of the read-write mount after the rewrite:\n{}",
+        rw_blobs.join("\n")
+    );
+    rw.unmount();
+    ro.unmount();
 }

@@ -32,7 +32,7 @@ const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// and another writer's change as soon as the mount has seen it.
 const NO_TTL: Duration = Duration::ZERO;
 
-/// How often a read-only mount looks whether another writer changed the image (the cost
+/// How often a mount looks whether another writer changed the image (the cost
 /// is reading its header and descriptor table: microseconds for most images, a few
 /// milliseconds for 10,000 objects).
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
@@ -127,9 +127,7 @@ pub fn mount(
     // One /dev/fuse descriptor per worker, so workers do not contend on one queue.
     config.clone_fd = threads > 1;
     let volume = Arc::new(volume);
-    if !volume.writable() {
-        follow(Arc::downgrade(&volume))?;
-    }
+    follow(Arc::downgrade(&volume))?;
     let fs = SifFs {
         volume,
         uid: options.uid,
@@ -163,7 +161,10 @@ fn errno(e: &TreeError) -> Errno {
         TreeError::NotDir(_) => Errno::ENOTDIR,
         TreeError::IsDir(_) => Errno::EISDIR,
         TreeError::NotSymlink(_) | TreeError::NotFile(_) => Errno::EINVAL,
-        TreeError::Read { .. } | TreeError::Open(_) | TreeError::Update(_) => Errno::EIO,
+        TreeError::Read { .. }
+        | TreeError::Open(_)
+        | TreeError::Update(_)
+        | TreeError::NotItsBytes(_) => Errno::EIO,
         TreeError::ReadOnly => Errno::EROFS,
         TreeError::Exists(_) => Errno::EEXIST,
         TreeError::NotEmpty(_) => Errno::ENOTEMPTY,
@@ -214,8 +215,9 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
-/// Starts the thread that makes a read-only mount follow its image
-/// ([`Volume::follow_image`]); it ends with the volume.
+/// Starts the thread that makes the mount follow its image ([`Volume::follow_image`]):
+/// what other writers commit appears without waiting for a read to meet it. It ends
+/// with the volume.
 fn follow(volume: Weak<Volume>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("sifmount-follow".into())

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{assert_bytes_eq, upstream};
 use sifmount::cosign::SIGNATURE_ANNOTATION;
+use sifmount::sif::Digest;
 use sifmount::tree::{Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
 
 /// A writable copy of an upstream file in a temporary directory.
@@ -476,11 +477,9 @@ fn a_second_writer_is_refused_and_readers_are_not() {
 }
 
 #[test]
-fn a_change_made_behind_the_mount_stops_every_write() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
-    let v = open(&path, true);
-    // Another program appends to the image (a length change), then another rewrites a
-    // header byte (the modification time) in place.
+fn a_change_made_behind_the_mount_fails_the_update_meeting_it_and_later_ones_build_on_it() {
+    // Another program appends to the image (a length change), or rewrites a header byte
+    // (the modification time) in place.
     for (what, change) in [
         (
             "length",
@@ -501,14 +500,48 @@ fn a_change_made_behind_the_mount_stops_every_write() {
         cp_new(&v, "cosign", "p", &payload).unwrap();
         let e = cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap_err();
         assert!(matches!(e, TreeError::Stale(_)), "{what}: {e:?}");
-        assert!(e.to_string().contains("changed by another program"), "{e}");
+        let reason = e.to_string();
+        assert!(reason.contains("changed by another program"), "{reason}");
+        assert!(reason.contains("nothing was written"), "{reason}");
+        assert!(reason.contains("do it again"), "{reason}");
         assert_bytes_eq(
             &std::fs::read(&path).unwrap(),
             &changed,
             &format!("{what}: not written over"),
         );
+        assert!(
+            names(&v, "cosign").iter().any(|n| n.ends_with(".error")),
+            "{what}"
+        );
+
+        // The volume now stands on the changed image: copying the signature again
+        // attaches it there, keeping what the other program wrote.
+        cp_over(&v, "cosign/p.sig", sig.as_bytes()).unwrap();
+        let entries: Vec<String> = names(&v, "cosign")
+            .into_iter()
+            .filter(|n| n.starts_with("sig-"))
+            .collect();
+        assert_eq!(entries.len(), 1, "{what}: {entries:?}");
+        drop(v);
+        let after = std::fs::read(&path).unwrap();
+        assert!(
+            after.len() > changed.len(),
+            "{what}: the signature was appended"
+        );
+        let reader = open(&path, false);
+        assert_eq!(
+            names(&reader, "cosign")
+                .into_iter()
+                .filter(|n| n.starts_with("sig-"))
+                .count(),
+            1,
+            "{what}: a new reader sees the signature"
+        );
+        for blob in names(&reader, "blobs/sha256") {
+            let bytes = read_all(&reader, &format!("blobs/sha256/{blob}"));
+            assert_eq!(Digest::of(&bytes).hex(), blob, "{what}: blob {blob}");
+        }
     }
-    drop(v);
 }
 
 #[test]

@@ -107,6 +107,7 @@ pub(super) fn build(
         cosign_by_dir: HashMap::new(),
         fingerprint: 0,
         table_place: [0; 16],
+        verified: Default::default(),
     };
     tree.index_cosign_entries();
     Ok((tree, b.report))
@@ -241,6 +242,8 @@ impl Builder<'_> {
                 size: d.size as u64,
                 identity: object_identity(d),
                 slot: self.slot_of_id.get(&d.id).copied().unwrap_or(u32::MAX),
+                checked: d.size as u64 <= super::verified::VERIFIED_MAX
+                    && matches!(d.oci_digest(), Some(Ok(_))),
             },
             d.modified_at,
             d.created_at,

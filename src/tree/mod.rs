@@ -12,6 +12,7 @@ mod inodes;
 mod names;
 mod sif_json;
 mod staging;
+mod verified;
 mod volume;
 
 use std::collections::HashMap;
@@ -142,6 +143,10 @@ pub enum TreeError {
     /// the image since the tree was built): the bytes read are not served (ESTALE).
     #[error("{0}")]
     Changed(String),
+    /// The bytes where an object lies do not have the digest it is named by (another
+    /// program is writing the image, or it is damaged): they are not served (EIO).
+    #[error("{0}")]
+    NotItsBytes(String),
     #[error("{path}: cannot read {what}: {source}")]
     Read {
         path: String,
@@ -163,6 +168,9 @@ enum Content {
         size: u64,
         identity: u64,
         slot: u32,
+        /// An OCI object of at most [`verified::VERIFIED_MAX`] bytes, named by its
+        /// digest: served from a checked copy ([`verified`]).
+        checked: bool,
     },
     /// `/sif/descriptors.json`, made from the image's table when first needed: a few
     /// hundred bytes per object, megabytes for a large image, and seldom read. Its `len`
@@ -228,6 +236,8 @@ pub struct Tree {
     /// The header's `DescriptorsOffset` and `DescriptorsSize` as built: where each
     /// object's descriptor is checked after a read.
     table_place: [u8; 16],
+    /// Copies of small objects whose digest was checked.
+    verified: verified::VerifiedObjects,
 }
 
 impl std::fmt::Debug for Tree {
@@ -484,18 +494,20 @@ impl Tree {
                 size,
                 identity,
                 slot,
+                checked,
             } => {
+                if checked {
+                    let object = self.checked_object(ino, start, size, identity, slot)?;
+                    buf[..n].copy_from_slice(&object[offset as usize..offset as usize + n]);
+                    return Ok(n);
+                }
                 let read = self.storage.read_exact_at(&mut buf[..n], start + offset);
                 // After the read, not before: a sifmount update makes the header or the
                 // descriptor say so before it writes over an object's bytes
                 // (src/sif/journal.rs), so a descriptor still in place after the read
                 // means the bytes read were the object's.
-                if !self.still_there(slot, start, size, identity) {
-                    return Err(TreeError::Changed(format!(
-                        "{}: inode {ino}: the image changed (another writer), and its \
-                         object is no longer at offset {start}",
-                        self.path.display()
-                    )));
+                if self.described_there(slot, start, size, identity).is_none() {
+                    return Err(self.moved(ino, start));
                 }
                 read.map_err(|source| TreeError::Read {
                     path: self.path.display().to_string(),
@@ -507,25 +519,89 @@ impl Tree {
         Ok(n)
     }
 
-    /// Whether the image's header still puts the table where it was and the table's
-    /// `slot` still describes the object read: in use, at `offset`, `size` long, with the
-    /// same identity. Two reads of a few hundred bytes, from the page cache.
-    fn still_there(&self, slot: u32, offset: u64, size: u64, identity: u64) -> bool {
+    /// The whole of a small OCI object, checked against the digest its descriptor
+    /// holds: a copy kept from an earlier read, or read now.
+    fn checked_object(
+        &self,
+        ino: Ino,
+        start: u64,
+        size: u64,
+        identity: u64,
+        slot: u32,
+    ) -> Result<std::sync::Arc<[u8]>, TreeError> {
+        if let Some(copy) = self.verified.get(start, identity) {
+            // The copy is right whatever happened since; but an object the image no
+            // longer holds reads as gone, as a large one does.
+            if self.described_there(slot, start, size, identity).is_none() {
+                return Err(self.moved(ino, start));
+            }
+            return Ok(copy);
+        }
+        let mut bytes = vec![0u8; size as usize];
+        let read = self.storage.read_exact_at(&mut bytes, start);
+        let Some(d) = self.described_there(slot, start, size, identity) else {
+            return Err(self.moved(ino, start));
+        };
+        read.map_err(|source| TreeError::Read {
+            path: self.path.display().to_string(),
+            what: format!("{size} bytes at offset {start} (inode {ino})"),
+            source,
+        })?;
+        let want = match d.oci_digest() {
+            Some(Ok(want)) => want,
+            // The identity matched, so the descriptor is the one the tree was built
+            // from, whose digest parsed then.
+            _ => unreachable!("a checked object's descriptor holds a digest"),
+        };
+        let got = crate::sif::Digest::of(&bytes);
+        if got != want {
+            return Err(TreeError::NotItsBytes(format!(
+                "{}: inode {ino}: the {size} bytes at offset {start} have digest {got}, not \
+                 the {want} the image names them by (another program writing the image, \
+                 or a damaged one); not served",
+                self.path.display()
+            )));
+        }
+        let bytes: std::sync::Arc<[u8]> = bytes.into();
+        self.verified.keep(start, identity, bytes.clone());
+        Ok(bytes)
+    }
+
+    fn moved(&self, ino: Ino, start: u64) -> TreeError {
+        TreeError::Changed(format!(
+            "{}: inode {ino}: the image changed (another writer), and its object is no \
+             longer at offset {start}",
+            self.path.display()
+        ))
+    }
+
+    /// The descriptor in `slot`, when the image's header still puts the table where it
+    /// was and the descriptor still describes the object read: in use, at `offset`,
+    /// `size` long, with the same identity. Two reads of a few hundred bytes, from the
+    /// page cache.
+    fn described_there(
+        &self,
+        slot: u32,
+        offset: u64,
+        size: u64,
+        identity: u64,
+    ) -> Option<crate::sif::Descriptor> {
         let mut place = [0u8; 16];
         if self.storage.read_exact_at(&mut place, 96).is_err() || place != self.table_place {
-            return false;
+            return None;
         }
         let table = i64::from_le_bytes(place[..8].try_into().expect("8 of 16 bytes")) as u64;
         let at = table + u64::from(slot) * crate::sif::DESCRIPTOR_SIZE as u64;
         let mut raw = [0u8; crate::sif::DESCRIPTOR_SIZE];
         if self.storage.read_exact_at(&mut raw, at).is_err() {
-            return false;
+            return None;
         }
         let d = crate::sif::Descriptor::decode(&raw);
-        d.used
+        (d.used
             && d.offset as u64 == offset
             && d.size as u64 == size
-            && build::object_identity(&d) == identity
+            && build::object_identity(&d) == identity)
+            .then_some(d)
     }
 
     fn content_len(&self, c: &Content) -> Result<u64, TreeError> {

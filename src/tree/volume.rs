@@ -506,14 +506,21 @@ impl Volume {
     }
 
     /// Shows what another writer (a read-write mount, SingularityCE, siftool) has
-    /// committed to the image since the tree was built: a read-only volume follows the
-    /// file it opened. Names keep their inodes where they hold the same thing, so the
-    /// kernel's caches stay right (`inodes.rs`). A read-write volume is its image's only
-    /// sifmount writer and refuses to write over another program's change instead.
+    /// committed to the image since the tree was built. Names keep their inodes where
+    /// they hold the same thing, so the kernel's caches stay right (`inodes.rs`). A
+    /// read-write volume also writes on from what it finds ([`State::follow_outside_change`]).
     /// Returns whether the tree was rebuilt.
     pub fn follow_image(&self) -> Result<bool, TreeError> {
-        if self.writable() || !self.read().tree.image_changed()? {
+        if !self.read().tree.image_changed()? {
             return Ok(false);
+        }
+        if self.writable() {
+            // Its own updates rebuild the tree as they commit, under the state's lock: a
+            // tree behind its file means another program wrote to it. Reloaded under the
+            // lock, so no update of this volume runs on the old view meanwhile.
+            return self
+                .write()
+                .follow_outside_change(&self.path, &self.options);
         }
         // Built without the state's lock: reads go on meanwhile.
         let (tree, report) = Tree::open_with(&self.path, &self.options.tree)?;
@@ -1000,7 +1007,8 @@ impl Volume {
 
     /// Reads from `offset` into `buf`; returns the count. When the image changed under
     /// the read (another writer), the volume follows the change and reads again from
-    /// where the object is now; an object no longer in the image is ESTALE.
+    /// where the object is now; an object no longer in the image is ESTALE, one whose
+    /// bytes are still not its own EIO.
     pub fn read_at(
         &self,
         ino: Ino,
@@ -1009,7 +1017,9 @@ impl Volume {
         buf: &mut [u8],
     ) -> Result<usize, TreeError> {
         match self.read_once(ino, fh, offset, buf) {
-            Err(TreeError::Changed(why)) => {
+            // Not its bytes: another program may be half-way through an update, which a
+            // new look at the image may show complete.
+            Err(TreeError::Changed(why) | TreeError::NotItsBytes(why)) => {
                 log::info!("{why}; reading the image again");
                 if let Err(e) = self.follow_image() {
                     log::warn!("the image changed, but cannot be read again: {e}");
@@ -1979,7 +1989,7 @@ impl State {
         let prepared = cosign::prepare(writer, &drop);
         // What prepare read is only trustworthy if the file is still ours.
         if !matches!(prepared, Ok(None)) {
-            if let Err(e) = self.check_unchanged(path) {
+            if let Err(e) = self.check_unchanged(path, options) {
                 self.set_state(group, GroupState::Failed(format!("{shown}: {e}")));
                 return Err(e);
             }
@@ -2106,7 +2116,7 @@ impl State {
                 };
                 let (ref_name, layer_index, digest) =
                     (ref_name.clone(), entry.layer_index, entry.layer.digest);
-                self.check_unchanged(path)?;
+                self.check_unchanged(path, options)?;
                 let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
                 match cosign::amend(writer, &ref_name, layer_index, &digest, &extra) {
                     Ok(AttachOutcome::Unchanged) => Ok(()),
@@ -2138,7 +2148,7 @@ impl State {
         };
         let (ref_name, layer_index, digest) =
             (ref_name.clone(), entry.layer_index, entry.layer.digest);
-        self.check_unchanged(path)?;
+        self.check_unchanged(path, options)?;
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
             self.reopen_writer(path);
@@ -2164,25 +2174,99 @@ impl State {
         Ok(())
     }
 
-    /// Refuses to write when the file is no longer what this volume last saw: another
-    /// program wrote to it, and writing over that would corrupt both.
-    fn check_unchanged(&mut self, path: &Path) -> Result<(), TreeError> {
+    /// Refuses to write when the file is no longer what this volume last saw: writing
+    /// over another program's change from an old view would corrupt both. A change in
+    /// place is followed first ([`State::follow_outside_change`]), so only the update
+    /// that met it fails; after a rename over the image nothing is written any more.
+    fn check_unchanged(&mut self, path: &Path, options: &VolumeOptions) -> Result<(), TreeError> {
         if self.foreign_change.is_none() {
             self.foreign_change = self.not_the_held_file(path);
         }
-        if self.foreign_change.is_none() {
-            if let Some(w) = &self.writer {
-                self.foreign_change = changed_on_disk(w.sif(), self.expected_len);
-            }
-        }
-        match &self.foreign_change {
-            None => Ok(()),
-            Some(what) => Err(TreeError::Stale(format!(
+        if let Some(what) = &self.foreign_change {
+            return Err(TreeError::Stale(format!(
                 "{}: changed by another program while mounted ({what}); nothing was \
                  written, and nothing will be until it is mounted again",
                 path.display()
-            ))),
+            )));
         }
+        let Some(what) =
+            (self.writer.as_ref()).and_then(|w| changed_on_disk(w.sif(), self.expected_len))
+        else {
+            return Ok(());
+        };
+        let now = match self.follow_outside_change(path, options) {
+            Ok(_) if self.foreign_change.is_none() => {
+                "the mount now shows the image as the other program left it: do it again to \
+                 apply it there"
+                    .to_string()
+            }
+            Ok(_) => "and its path now names another file: mount it again".to_string(),
+            Err(e) => format!(
+                "and it cannot be read yet ({e}): do it again once the other program is done"
+            ),
+        };
+        Err(TreeError::Stale(format!(
+            "{}: changed by another program while this change was being made ({what}); \
+             nothing was written; {now}",
+            path.display()
+        )))
+    }
+
+    /// Shows what another program (SingularityCE, siftool) wrote to the image in place,
+    /// and makes later updates start from it: the image is opened again for writing and
+    /// the tree rebuilt, each object keeping its inode where it holds the same thing.
+    /// Staged files stay staged. When the path now names another file, this volume stops
+    /// writing instead (see [`State::check_unchanged`]). Returns whether anything changed.
+    fn follow_outside_change(
+        &mut self,
+        path: &Path,
+        options: &VolumeOptions,
+    ) -> Result<bool, TreeError> {
+        if self.foreign_change.is_some() {
+            return Ok(false);
+        }
+        if let Some(how) = self.not_the_held_file(path) {
+            log::warn!(
+                "{}: {how}; this mount writes nothing more (mount the image again)",
+                path.display()
+            );
+            self.foreign_change = Some(how);
+            return Ok(false);
+        }
+        let behind = match &self.writer {
+            Some(w) => changed_on_disk(w.sif(), self.expected_len).is_some(),
+            None => false,
+        };
+        if !behind && !self.tree.image_changed()? {
+            return Ok(false);
+        }
+        let writer = OciSif::open(path, OpenMode::ReadWrite).map_err(|e| {
+            TreeError::Stale(format!(
+                "{}: changed by another program, and cannot be read as it is now: {e}",
+                path.display()
+            ))
+        })?;
+        let expected_len = writer
+            .sif()
+            .file_len()
+            .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
+        let (tree, report) = Tree::open_with(path, &options.tree)?;
+        for w in &report.warnings {
+            log::warn!("{w}");
+        }
+        self.writer = Some(writer);
+        self.expected_len = expected_len;
+        // Opened by path: renamed over just now, the next check stops writing.
+        if let Some(how) = self.not_the_held_file(path) {
+            self.foreign_change.get_or_insert(how);
+        }
+        self.show(tree);
+        log::warn!(
+            "{}: changed by another program; the mount shows it as it is now, and writes on \
+             from there",
+            path.display()
+        );
+        Ok(true)
     }
 
     /// How the image's path and the file this volume writes are no longer the file it

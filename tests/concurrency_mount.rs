@@ -1594,6 +1594,51 @@ fn another_program_rewriting_the_image_in_place_as_singularity_does_never_makes_
         "blobs of the read-write mount after the rewrite:\n{}",
         rw_blobs.join("\n")
     );
+
+    // The read-write mount writes on from the other program's change: an attach lands
+    // on the rewritten image, keeping its signatures, and the read-only mount shows it.
+    let index: serde_json::Value = serde_json::from_slice(&final_root).unwrap();
+    let target: Digest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].is_null())
+        .and_then(|m| m["digest"].as_str())
+        .expect("the signed image in the root index")
+        .parse()
+        .unwrap();
+    let payload = simple_signing(&target, 0, 1);
+    write_close(&rw.path("cosign/after.json"), &payload).unwrap();
+    write_close(&rw.path("cosign/after.json.sig"), b"c2lnbmF0dXJl")
+        .unwrap_or_else(|e| panic!("attach after the rewrite: {e}\n{}", log_tail(&rw)));
+    let want = final_cosign
+        .iter()
+        .filter(|n| n.starts_with("sig-"))
+        .count()
+        + 1;
+    let entries = |m: &Mount| {
+        visible_names(&m.path("cosign"))
+            .map_or(0, |n| n.iter().filter(|n| n.starts_with("sig-")).count())
+    };
+    assert_eq!(entries(&rw), want, "the read-write mount after its attach");
+    assert!(
+        mounted::wait_until(Duration::from_secs(3), || entries(&ro) == want),
+        "the read-only mount does not show the attach made after the rewrite"
+    );
     rw.unmount();
     ro.unmount();
+    let oci = OciSif::open(&image, OpenMode::ReadOnly).unwrap();
+    assert!(
+        oci.missing_blobs().unwrap().is_empty(),
+        "the image names only blobs it has"
+    );
+    let found = discover(&oci);
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    assert!(
+        found
+            .entries
+            .iter()
+            .any(|e| e.layer.digest == Digest::of(&payload)),
+        "the attach is in the image"
+    );
 }

@@ -50,13 +50,6 @@ pub trait Storage: Send + Sync {
     /// Overwrites `len` bytes at `offset` with zeros (extending the image when they reach
     /// past its end). The default writes 1 MiB chunks; a journalling storage records the
     /// range instead of its bytes, so zeroing a large deleted object costs no memory.
-    /// Gives the disk blocks under a range that nothing refers to any more back to the file
-    /// system, keeping the file's length (its bytes then read as zeros). Only ever a saving
-    /// of space, so the default does nothing.
-    fn release_range(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        Ok(())
-    }
-
     fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
         const CHUNK: u64 = 1 << 20;
         let zeros = vec![0u8; CHUNK.min(len) as usize];
@@ -118,27 +111,6 @@ impl Storage for File {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
-    }
-    fn release_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        use std::os::unix::io::AsRawFd;
-        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
-        else {
-            return Ok(());
-        };
-        // SAFETY: fallocate on a descriptor this File owns; no memory is passed.
-        let rc = unsafe {
-            libc::fallocate(
-                self.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
     fn sync(&self) -> io::Result<()> {
         self.sync_all()
@@ -283,9 +255,6 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
         (**self).zero_range(offset, len)
-    }
-    fn release_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        (**self).release_range(offset, len)
     }
     fn identity(&self) -> Option<FileIdentity> {
         (**self).identity()

@@ -234,16 +234,30 @@ impl Builder<'_> {
         self.push(NodeData::File(content), mtime, crtime, 0)
     }
 
-    /// A file holding the bytes of one SIF object, with its times.
+    /// A file holding the bytes of one SIF object, with its times; an OCI object named
+    /// by its digest, when small, is served only as bytes that have that digest
+    /// (`verified.rs`).
     pub(super) fn object_file(&mut self, d: &SifDescriptor) -> Ino {
+        let checked =
+            d.size as u64 <= super::verified::VERIFIED_MAX && matches!(d.oci_digest(), Some(Ok(_)));
+        self.range_file(d, checked)
+    }
+
+    /// The bytes of one SIF object as stored, under `/sif/objects/`: named by its place
+    /// in the table, not its digest, and the way to look at an object whose bytes do
+    /// not match it.
+    fn stored_object_file(&mut self, d: &SifDescriptor) -> Ino {
+        self.range_file(d, false)
+    }
+
+    fn range_file(&mut self, d: &SifDescriptor, checked: bool) -> Ino {
         self.file(
             Content::Range {
                 offset: d.offset as u64,
                 size: d.size as u64,
                 identity: object_identity(d),
                 slot: self.slot_of_id.get(&d.id).copied().unwrap_or(u32::MAX),
-                checked: d.size as u64 <= super::verified::VERIFIED_MAX
-                    && matches!(d.oci_digest(), Some(Ok(_))),
+                checked,
             },
             d.modified_at,
             d.created_at,
@@ -305,7 +319,7 @@ impl Builder<'_> {
         self.generated(dir, "header.json", sif_json::header(sif.header()));
         let objects = self.subdir(dir, "objects");
         for (_, d) in sif.descriptors() {
-            let ino = self.object_file(d);
+            let ino = self.stored_object_file(d);
             self.link(objects, &names::object_file_name(d), ino);
         }
         let doc = self.file(

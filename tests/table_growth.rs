@@ -11,7 +11,6 @@ mod common;
 mod images;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -564,8 +563,8 @@ fn siftool_reads_grown_images() {
     for (i, (what, bytes)) in images.iter().enumerate() {
         let file = dir.path().join(format!("grown-{i}.sif"));
         std::fs::write(&file, bytes).unwrap();
-        let list = siftool(&["list"], &file, what);
-        siftool(&["info", "1"], &file, what);
+        let list = String::from_utf8_lossy(&siftool(&[&"list", &file], what)).into_owned();
+        siftool(&[&"info", &"1", &file], what);
         let sif = reopen(bytes.clone(), what);
         let rows = list.lines().filter(|l| l.contains('|')).count();
         assert_eq!(
@@ -575,14 +574,9 @@ fn siftool_reads_grown_images() {
         );
         for (_, d) in sif.descriptors() {
             let id = d.id.to_string();
-            let dumped = Command::new("siftool")
-                .args(["dump", &id])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(dumped.status.success(), "{what}: siftool dump {id}");
+            let dumped = siftool(&[&"dump", &id, &file], what);
             assert_bytes_eq(
-                &dumped.stdout,
+                &dumped,
                 &sif.read_object(d).unwrap(),
                 &format!("{what}: siftool dump {id}"),
             );
@@ -590,18 +584,7 @@ fn siftool_reads_grown_images() {
         // Upstream's append, then upstream's delete, on the grown file.
         let extra = dir.path().join(format!("extra-{i}.json"));
         std::fs::write(&extra, format!("{{\"grown\": {i}}}")).unwrap();
-        let out = Command::new("siftool")
-            .arg("add")
-            .arg(&file)
-            .arg(&extra)
-            .args(["--datatype", "6"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{what}: siftool add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        siftool(&[&"add", &file, &extra, &"--datatype", &"6"], what);
         let added = reopen(std::fs::read(&file).unwrap(), what);
         check_header(&added, &format!("{what} + siftool add"));
         let (_, new) = added
@@ -625,16 +608,7 @@ fn siftool_reads_grown_images() {
             .next()
             .map(|(_, d)| d.id)
             .expect("objects");
-        let out = Command::new("siftool")
-            .args(["del", &first.to_string()])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{what}: siftool del {first}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        siftool(&[&"del", &first.to_string(), &file], what);
         let deleted = reopen(std::fs::read(&file).unwrap(), what);
         check_header(&deleted, &format!("{what} + siftool del"));
         kept.remove(&first);
@@ -643,7 +617,7 @@ fn siftool_reads_grown_images() {
             kept,
             "{what}: siftool del removed only {first}"
         );
-        siftool(&["list"], &file, what);
+        siftool(&[&"list", &file], what);
     }
 }
 
@@ -656,21 +630,22 @@ fn require_siftool() {
     }
 }
 
-/// Runs `siftool <args> <file>`; fails showing its output unless it exits 0.
-fn siftool(args: &[&str], file: &Path, what: &str) -> String {
+/// Runs `siftool <args>` and returns what it printed; fails showing its output unless it
+/// exits 0.
+fn siftool(args: &[&dyn AsRef<std::ffi::OsStr>], what: &str) -> Vec<u8> {
     let out = Command::new("siftool")
         .args(args)
-        .arg(file)
         .output()
         .unwrap_or_else(|e| panic!("cannot run siftool: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{what}: siftool {args:?} failed ({}): {stdout}{}",
+        "{what}: siftool {:?} failed ({}): {}{}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
         out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout
+    out.stdout
 }
 
 /// One growth of an image on disk whose first layer is 1 GiB: the layer lies where the

@@ -475,6 +475,35 @@ for r in $(seq "$REPS"); do
     unserve "$mp_sif" rss_signed_sif
 done
 
+cat >"$run/follow.py" <<'EOF'
+# follow.py DROPS RW RO N: attaches DROPS/pK with DROPS/pK.sig through the read-write mount
+# RW for K = 1..N and times, from the return of each second close(2) (the commit), until
+# the read-only mount RO of the same image lists the new entry. Prints key=value lines.
+import os, statistics, sys, time
+drops, rw, ro, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def put(src, dst):
+    with open(src, "rb") as f:
+        data = f.read()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+def shown():
+    return sum(1 for e in os.listdir(f"{ro}/cosign") if e.startswith("sig-"))
+base = shown()
+times = []
+for k in range(1, n + 1):
+    put(f"{drops}/p{k}", f"{rw}/cosign/p{k}")
+    put(f"{drops}/p{k}.sig", f"{rw}/cosign/p{k}.sig")
+    t0 = time.perf_counter_ns()
+    while shown() < base + k:
+        if time.perf_counter_ns() - t0 > 10e9:
+            sys.exit(f"attach {k}: not shown by the read-only mount within 10 s")
+        time.sleep(0.002)
+    times.append((time.perf_counter_ns() - t0) / 1e6)
+print(f"median_ms={statistics.median(times):.1f}")
+print(f"max_ms={max(times):.1f}")
+EOF
+
 # --- 5. Attaching -----------------------------------------------------------------------
 # On a copy of each image, mounted read-write (the default for a writable image); the
 # payloads and signatures were made beforehand, so only the attach is timed.
@@ -504,6 +533,30 @@ attach small "$data/small.oci.sif" "$data/drops-small"
 attach big "$data/big.oci.sif" "$data/drops-big"
 # Not a target row: what an image's entry count, rather than its size, costs an attach.
 attach many "$data/many.oci.sif" "$data/drops-many"
+
+# --- 6. One image, many mounts -----------------------------------------------------------
+# A read-only mount of the image a read-write mount attaches to: how long after each commit
+# it lists the new signature (it looks four times a second), and what following costs it.
+follows=20
+echo "    $follows attaches seen through a read-only mount of the same image"
+mp_ro=$run/mnt-follower
+mkdir -p "$mp_ro"
+image=$run/attach-follow.oci.sif
+cp "$data/small.oci.sif" "$image"
+serve sif "$image" "$mp_sif"
+rw_server=$server
+serve sif "$image" "$mp_ro" -o ro
+if ! python3 "$run/follow.py" "$data/drops-small" "$mp_sif" "$mp_ro" "$follows" \
+    >"$run/follow.out" 2>"$run/follow.err"; then
+    cat "$run/follow.err" >&2
+    sample follow_error "$(tail -n 1 "$run/follow.err")"
+    failed+=("a read-only mount following attaches")
+fi
+unserve "$mp_ro" rss_follow
+server=$rw_server
+unserve "$mp_sif" rss_follow_writer
+rm -f "$image"
+while IFS='=' read -r k v; do sample "follow_$k" "$v"; done <"$run/follow.out"
 
 # --- The report ---------------------------------------------------------------------------
 elapsed=$(((${EPOCHREALTIME/[.,]/} - started) / 1000000))
@@ -604,10 +657,18 @@ for name, label in (("small", "1 MiB"), ("big", size), ("many", f"{blobs}-blob")
                  "" if not grew else "over 64 KiB: " + ", ".join(
                      f"attach {g.split(':')[0]} +{int(g.split(':')[1]):,} B" for g in grew.split(",")),
                  "", ""))
+if "follow_error" in s:
+    rows.append(("read-only mount shows an attach", "failed: " + one("follow_error"), "", "", "",
+                 "≤ 1 s", verdict(False)))
+elif "follow_median_ms" in s:
+    f_med, f_max = float(one("follow_median_ms")), float(one("follow_max_ms"))
+    rows.append(("read-only mount shows an attach (20): median / max",
+                 f"{f_med:.0f} / {f_max:.0f} ms", "", "", "", "≤ 1 s", verdict(f_max <= 1000)))
 for key, label in (("seq", f"sequential reads of {size}"), ("rand", "random reads"),
                    ("many", f"{blobs} blobs, ls/find"), ("signed", f"{sigs} signatures"),
                    ("attach_small", "attaching, 1 MiB image"), ("attach_big", f"attaching, {size} image"),
-                   ("attach_many", f"attaching, {blobs}-blob image")):
+                   ("attach_many", f"attaching, {blobs}-blob image"),
+                   ("follow", "read-only mount following attaches")):
     k_sif = f"rss_{key}_sif" if key in ("seq", "rand", "many", "signed") else f"rss_{key}"
     if k_sif not in s:
         continue
@@ -635,7 +696,7 @@ summary = [
 units = {"seq": "MB/s", "rand": "µs/read", "rss": "KiB"}
 spread_rows = []
 for k, vs in sorted(s.items()):
-    if k.startswith(("attach_", "entries_", "elapsed")):
+    if k.startswith(("attach_", "entries_", "elapsed", "follow_")):
         continue
     xs = sorted(float(v) for v in vs)
     unit = units.get(k.split("_")[0], "µs")

@@ -96,10 +96,7 @@ fn disconnected(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
-    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: c is NUL-terminated and outlives the call; buf has room for one statfs.
-    let rc = unsafe { libc::statfs(c.as_ptr(), buf.as_mut_ptr()) };
-    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
+    sifmount::sys::statfs(&c).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 fn is_dev_fd(path: &Path) -> bool {
@@ -154,8 +151,7 @@ pub fn fusermount_when_needed() -> Result<(), Fatal> {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    sifmount::sys::euid() == 0
 }
 
 /// fusermount3, else the FUSE 2 fusermount, from PATH.

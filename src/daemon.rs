@@ -8,8 +8,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use sifmount::mount::{self, MountOptions, MountedSession, Unmounter};
+use sifmount::sys::{self, Forked, SignalSet};
 use sifmount::tree::Volume;
 
 use crate::{checks, one_line, Fatal};
@@ -72,20 +73,19 @@ pub fn background(volume: Volume, request: &Request) -> Result<(), Fatal> {
     let _ = io::stderr().flush();
     let (ready_read, ready_write) = pipe()?;
 
-    // SAFETY: the process has one thread (checked above), so the child may do anything
-    // the parent could.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Fatal::failure(format!(
-            "cannot fork the mount process: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    if pid == 0 {
-        drop(ready_read);
-        let status = child(volume, request, File::from(ready_write));
-        std::process::exit(status);
-    }
+    let pid = match sys::fork_single_threaded() {
+        Err(e) => {
+            return Err(Fatal::failure(format!(
+                "cannot fork the mount process: {e}"
+            )))
+        }
+        Ok(Forked::Child) => {
+            drop(ready_read);
+            let status = child(volume, request, File::from(ready_write));
+            std::process::exit(status);
+        }
+        Ok(Forked::Parent(pid)) => pid,
+    };
     drop(ready_write);
     // The child owns the image now; the parent's copy of the descriptor is just closed.
     drop(volume);
@@ -99,9 +99,8 @@ fn child(volume: Volume, request: &Request, mut ready: File) -> i32 {
     };
     // Its own session: no controlling terminal, so closing the terminal that started it
     // or pressing Ctrl-C there does not reach the daemon.
-    // SAFETY: setsid has no preconditions; the child of fork is never a group leader.
-    if unsafe { libc::setsid() } < 0 {
-        let e = io::Error::last_os_error();
+    // The child of fork is never a group leader, so this cannot fail with EPERM.
+    if let Err(e) = sys::setsid() {
         report(&mut ready, &Fatal::failure(format!("setsid: {e}")));
         return 1;
     }
@@ -153,10 +152,7 @@ fn detach_from_caller() -> io::Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     crate::logging::to_syslog();
     for fd in 0..=2 {
-        // SAFETY: both descriptors are open; dup2 replaces fd atomically.
-        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::dup2(null.as_fd(), fd)?;
     }
     std::env::set_current_dir("/")
 }
@@ -214,34 +210,29 @@ fn wait_until_ready(mut pipe: File, pid: libc::pid_t, mountpoint: &Path) -> Resu
 /// stale; SIGKILL if that does not end it soon, since a child stuck in the kernel or on
 /// fusermount3 never reaches its signal thread.
 fn stop(pid: libc::pid_t) {
-    // SAFETY (kill, waitpid): no memory-safety preconditions; pid is our child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    // Errors are not reported: the child may have ended meanwhile, which is the aim.
+    let _ = sys::kill(pid, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        let mut status = 0;
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+        if matches!(sys::waitpid(pid, false), Ok(Some(_))) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = sys::kill(pid, libc::SIGKILL);
     reap(pid);
 }
 
 /// Waits for the child to exit and says how it ended.
 fn reap(pid: libc::pid_t) -> String {
-    let mut status = 0;
-    loop {
-        // SAFETY: status is a valid out-pointer; pid is our child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
+    let status = loop {
+        match sys::waitpid(pid, true) {
+            Ok(Some(status)) => break status,
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return format!("ended in an unknown way ({e})"),
         }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return format!("ended in an unknown way ({e})");
-        }
-    }
+    };
     if libc::WIFEXITED(status) {
         format!("exited with status {}", libc::WEXITSTATUS(status))
     } else if libc::WIFSIGNALED(status) {
@@ -252,39 +243,20 @@ fn reap(pid: libc::pid_t) -> String {
 }
 
 fn poll_readable(pipe: &File, timeout: Duration) -> Result<bool, Fatal> {
-    let mut fds = libc::pollfd {
-        fd: pipe.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: fds points to one valid pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(&mut fds, 1, millis) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(Fatal::failure(format!(
+    match sys::poll_readable(pipe.as_fd(), millis) {
+        Ok(ready) => Ok(ready),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(Fatal::failure(format!(
             "cannot wait for the mount process: {e}"
-        )));
+        ))),
     }
-    Ok(rc > 0)
 }
 
 /// A close-on-exec pipe: fusermount3, which fuser runs in the child, must not inherit the
 /// write end, or the parent could wait on it after the child has died.
 fn pipe() -> Result<(OwnedFd, OwnedFd), Fatal> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Fatal::failure(format!(
-            "cannot create a pipe: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::pipe_cloexec().map_err(|e| Fatal::failure(format!("cannot create a pipe: {e}")))
 }
 
 fn thread_count() -> Option<usize> {
@@ -297,26 +269,9 @@ fn thread_count() -> Option<usize> {
 /// starts afterwards (fuser's workers): they are then delivered only to the thread that
 /// waits for them with sigwait, which unmounts, instead of killing the process with the
 /// mount left behind stale.
-fn block_termination_signals() -> Result<libc::sigset_t, Fatal> {
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initialises the set; sigaddset only sets bits in it; the signal
-    // numbers are valid.
-    let set = unsafe {
-        libc::sigemptyset(set.as_mut_ptr());
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(set.as_mut_ptr(), signal);
-        }
-        set.assume_init()
-    };
-    // SAFETY: set is initialised; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(Fatal::failure(format!(
-            "cannot block signals: {}",
-            io::Error::from_raw_os_error(rc)
-        )));
-    }
-    Ok(set)
+fn block_termination_signals() -> Result<SignalSet, Fatal> {
+    sys::block_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+        .map_err(|e| Fatal::failure(format!("cannot block signals: {e}")))
 }
 
 /// A panic in a request handler fails that request (see `mount::guard`); one anywhere
@@ -348,11 +303,7 @@ fn unmount_on_panic(mountpoint: &Path) {
 
 /// Serves the mount until it is unmounted: by a signal, by `sifmount -u`, `umount` or
 /// `fusermount3 -u` from outside.
-fn serve(
-    mut session: MountedSession,
-    signals: libc::sigset_t,
-    mountpoint: &Path,
-) -> Result<(), Fatal> {
+fn serve(mut session: MountedSession, signals: SignalSet, mountpoint: &Path) -> Result<(), Fatal> {
     let unmounter = Arc::new(Mutex::new(session.unmounter()));
     if let Err(e) = spawn_signal_thread(signals, Arc::clone(&unmounter), mountpoint) {
         let _ = lock(&unmounter).unmount();
@@ -381,7 +332,7 @@ fn serve(
 }
 
 fn spawn_signal_thread(
-    signals: libc::sigset_t,
+    signals: SignalSet,
     unmounter: Arc<Mutex<Unmounter>>,
     mountpoint: &Path,
 ) -> io::Result<()> {
@@ -392,13 +343,14 @@ fn spawn_signal_thread(
             // fuser's unmounter is spent after one attempt, even a failed one.
             let mut tried = false;
             loop {
-                let mut signal = 0;
-                // SAFETY: signals is an initialised set, blocked in this thread (inherited).
-                let rc = unsafe { libc::sigwait(&signals, &mut signal) };
-                if rc != 0 {
-                    error!("sigwait: {}", io::Error::from_raw_os_error(rc));
-                    return;
-                }
+                // The set is blocked in this thread too (inherited).
+                let signal = match sys::wait_signal(&signals) {
+                    Ok(signal) => signal,
+                    Err(e) => {
+                        error!("sigwait: {e}");
+                        return;
+                    }
+                };
                 info!(
                     "{}: unmounting {}",
                     signal_name(signal),

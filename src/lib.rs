@@ -4,8 +4,12 @@
 //! format, [`oci`] the OCI image layout stored in it, [`cosign`] cosign's conventions,
 //! [`tree`] the files a mount shows, and [`mount`] the FUSE adapter.
 
+// Unsafe code lives in `sys` alone; every other module forbids it.
+#![deny(unsafe_code)]
+
 pub mod cosign;
 pub mod mount;
 pub mod oci;
 pub mod sif;
+pub mod sys;
 pub mod tree;

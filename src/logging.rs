@@ -69,15 +69,7 @@ pub fn init(debug: bool, serving_in_foreground: bool) {
 /// the pid), not to standard error: the daemon calls this as it leaves its caller's
 /// terminal behind.
 pub fn to_syslog() {
-    // SAFETY: IDENT is a NUL-terminated string that lives for the whole program, as
-    // openlog requires (it keeps the pointer).
-    unsafe {
-        libc::openlog(
-            IDENT.as_ptr(),
-            libc::LOG_PID | libc::LOG_NDELAY,
-            libc::LOG_DAEMON,
-        )
-    };
+    sifmount::sys::open_syslog(IDENT);
     SYSLOG.store(true, Ordering::Relaxed);
 }
 
@@ -106,9 +98,7 @@ fn line(record: &Record) -> std::ffi::CString {
 
 fn syslog(record: &Record) {
     let text = line(record);
-    // SAFETY: a constant "%s" format with one NUL-terminated string argument: the text
-    // is never interpreted as a format.
-    unsafe { libc::syslog(priority(record.level()), c"%s".as_ptr(), text.as_ptr()) };
+    sifmount::sys::syslog(priority(record.level()), &text);
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `sifmount` command line (DESIGN.md §5): mount an image, unmount it, or inspect and
 //! verify it without mounting.
+#![forbid(unsafe_code)]
 
 mod checks;
 mod daemon;
@@ -209,9 +210,8 @@ fn mount(
     checks::fusermount_when_needed()?;
 
     let defaults = options::Defaults {
-        // SAFETY (both): getuid and getgid have no preconditions and cannot fail.
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
+        uid: sifmount::sys::uid(),
+        gid: sifmount::sys::gid(),
         // Canonical, so that the mount table says which file it is whatever the cwd was.
         fsname: image
             .canonicalize()
@@ -265,8 +265,7 @@ fn image_is_writable(image: &Path) -> bool {
     let writable = has_write_bit && {
         use std::os::unix::ffi::OsStrExt;
         std::ffi::CString::new(image.as_os_str().as_bytes())
-            // SAFETY: a valid NUL-terminated path; access has no other preconditions.
-            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+            .is_ok_and(|c| sifmount::sys::may_write(&c))
     };
     if !writable {
         log::info!("{}: not writable: mounting read-only", image.display());
@@ -280,8 +279,7 @@ fn image_is_writable(image: &Path) -> bool {
     let dir_writable = {
         use std::os::unix::ffi::OsStrExt;
         std::ffi::CString::new(dir.as_os_str().as_bytes())
-            // SAFETY: a valid NUL-terminated path; access has no other preconditions.
-            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+            .is_ok_and(|c| sifmount::sys::may_write(&c))
     };
     if !dir_writable {
         log::info!(
@@ -335,9 +333,5 @@ impl Write for Stdout {
 /// resident in three attaches. The threads allocate little besides, so sharing one
 /// arena's lock costs nothing measurable.
 fn one_malloc_arena() {
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
+    sifmount::sys::one_malloc_arena();
 }

@@ -1,5 +1,6 @@
 //! The FUSE adapter (DESIGN.md §1): turns kernel requests into [`Tree`] calls and replies.
 //! It holds no format logic; [`errno`] is the one place tree errors become errnos.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::io;

@@ -112,12 +112,7 @@ fn is_busy(e: &io::Error) -> bool {
 fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let c_path = CString::new(target.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(c_path.as_ptr(), flags) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sifmount::sys::umount2(&c_path, flags)
 }
 
 fn umount_error(path: &Path, e: &io::Error) -> Fatal {

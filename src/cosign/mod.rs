@@ -1,5 +1,6 @@
 //! Cosign's storage conventions (spec/COSIGN.md): finding the signatures, attestations,
 //! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
+#![forbid(unsafe_code)]
 
 mod attach;
 mod discover;

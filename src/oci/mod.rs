@@ -2,6 +2,7 @@
 //! digest, writing a new OCI-SIF and updating one in place with the upstream algorithm.
 //!
 //! This layer knows the SIF format and OCI JSON; it knows nothing of cosign or FUSE.
+#![forbid(unsafe_code)]
 
 mod error;
 pub mod gojson;

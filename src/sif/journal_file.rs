@@ -32,9 +32,9 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -166,55 +166,22 @@ impl FileJournal {
     /// `openat(dir, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)`.
     fn open_at(&self, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
         let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-        // SAFETY: the name is a NUL-terminated string that lives across the call.
-        let fd = unsafe {
-            libc::openat(
-                self.dir.as_raw_fd(),
-                self.name.as_ptr(),
-                flags,
-                libc::c_uint::from(mode),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        crate::sys::open_at(self.dir.as_fd(), &self.name, flags, mode)
     }
 
     /// What is at the journal's name, without following a link.
     fn stat_name(&self) -> io::Result<Option<libc::stat>> {
-        // SAFETY: an all-zero stat is a valid value for fstatat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: the name is NUL-terminated and `st` is a valid, writable stat.
-        let rc = unsafe {
-            libc::fstatat(
-                self.dir.as_raw_fd(),
-                self.name.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc == 0 {
-            return Ok(Some(st));
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::NotFound => Ok(None),
-            _ => Err(e),
+        match crate::sys::stat_at_no_follow(self.dir.as_fd(), &self.name) {
+            Ok(st) => Ok(Some(st)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     fn unlink_name(&self) -> io::Result<()> {
-        // SAFETY: the name is NUL-terminated; unlinkat never follows a final link.
-        let rc = unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::NotFound => Ok(()),
-            _ => Err(e),
+        match crate::sys::unlink_at(self.dir.as_fd(), &self.name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
         }
     }
 
@@ -242,8 +209,7 @@ impl FileJournal {
                 meta.nlink()
             )));
         }
-        // SAFETY: geteuid cannot fail and touches no memory.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::sys::euid();
         let uid = meta.uid();
         if uid != me && Some(uid) != self.image_owner {
             let owner = match self.image_owner {

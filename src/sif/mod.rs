@@ -3,6 +3,7 @@
 //! This layer knows nothing of OCI, JSON or FUSE. [`SifImage`] opens, validates and
 //! changes an image exactly as the reference library (sylabs/sif v2) does, so that the
 //! bytes it writes are identical to upstream's.
+#![forbid(unsafe_code)]
 
 mod bytes;
 mod descriptor;

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::fd::AsFd;
 
 use super::header::{Header, HEADER_SIZE};
 use super::image::MAX_DESCRIPTORS;
@@ -76,21 +76,7 @@ impl Drop for PublishLock {
 }
 
 fn set_lock(file: &File, kind: libc::c_short, cmd: libc::c_int) -> io::Result<()> {
-    // SAFETY: an all-zero flock is a valid value of this plain C struct (l_pid must be 0
-    // for OFD locks); the fields that matter are set below.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = LOCK_BYTE;
-    fl.l_len = 1;
-    // SAFETY: fcntl with a lock command on a descriptor this File owns, given a pointer
-    // to a flock that lives across the call.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut fl as *mut libc::flock) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::ofd_lock(file.as_fd(), cmd, kind, LOCK_BYTE, 1)
 }
 
 /// The fingerprint of the image's header and descriptor table (module documentation).

@@ -120,12 +120,12 @@ impl Storage for File {
     /// can. Overlapping ranges, which it refuses, and kernels or file systems without it
     /// take the buffered copy.
     fn copy_range(&self, src: u64, dst: u64, len: u64) -> io::Result<()> {
-        use std::os::unix::io::AsRawFd;
+        use std::os::fd::AsFd;
         let overlap = src < dst.saturating_add(len) && dst < src.saturating_add(len);
         if overlap || len == 0 {
             return buffered_copy(self, src, dst, len);
         }
-        let fd = self.as_raw_fd();
+        let fd = self.as_fd();
         let to_off = |v: u64| {
             libc::loff_t::try_from(v)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
@@ -140,11 +140,9 @@ impl Storage for File {
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(1 << 30) as usize;
-            // SAFETY: both offsets are valid pointers to loff_t for the call's duration.
-            let n = unsafe { libc::copy_file_range(fd, &mut from, fd, &mut to, want, 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
+            let n = match crate::sys::copy_file_range_within(fd, &mut from, &mut to, want) {
+                Ok(n) => n,
+                Err(e) => match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL)
                         if done == 0 =>
@@ -152,8 +150,8 @@ impl Storage for File {
                         return buffered_copy(self, src, dst, len);
                     }
                     _ => return Err(e),
-                }
-            }
+                },
+            };
             if n == 0 {
                 return Err(eof());
             }

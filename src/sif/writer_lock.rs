@@ -12,7 +12,7 @@
 //! names the file it locked ([`WriterLock::renamed_away`]).
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::io::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::image::SifImage;
@@ -52,10 +52,7 @@ impl WriterLock {
         };
         // Read access is enough for flock, and keeps this descriptor harmless.
         let file = OpenOptions::new().read(true).open(path).map_err(io)?;
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = crate::sys::flock_exclusive_now(file.as_fd()) {
             return Err(match e.raw_os_error() {
                 Some(libc::EWOULDBLOCK) => LockError::Busy(path.to_path_buf()),
                 _ => io(e),

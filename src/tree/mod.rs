@@ -5,6 +5,7 @@
 //! either small documents generated at build time (`/sif/header.json`, the one-entry
 //! `index.json` of each `/images/<name>/`) or byte ranges of the SIF, read with positioned
 //! reads straight from the image file.
+#![forbid(unsafe_code)]
 
 mod build;
 mod cosign_dir;

@@ -2388,11 +2388,7 @@ impl State {
 /// of whichever FUSE thread ran the commit: without this, a daemon's resident memory
 /// grew by a tree's size with every attach (25 MB each for 10,000 blobs).
 fn release_freed_memory() {
-    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::sys::release_freed_memory();
 }
 
 /// The tree error (and so the errno) for a refused attach.

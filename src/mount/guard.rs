@@ -6,7 +6,7 @@
 //!
 //! [`handling_request`] tells a panic hook whether the panic it sees is one of these, to
 //! be survived, or one elsewhere, after which the mount must go before the process does
-//! (see `daemon.rs`).
+//! (see `src/bin/sifmount/daemon.rs`).
 
 use std::any::Any;
 use std::cell::Cell;

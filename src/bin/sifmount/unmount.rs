@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::checks::{find_fusermount, is_root};
-use crate::{mountinfo, one_line, Fatal};
+use crate::fatal::{one_line, Fatal};
+use crate::mountinfo;
 
 pub fn unmount(path: &Path) -> Result<(), Fatal> {
     let shown = path.display();

@@ -5,8 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fatal::Fatal;
 use crate::mountinfo;
-use crate::Fatal;
 
 const DEV_FUSE: &str = "/dev/fuse";
 
@@ -171,7 +171,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Turns an error from mounting into one line that says what to do about it.
 pub fn explain_mount_error(e: &io::Error, image: &Path, mountpoint: &Path) -> Fatal {
-    let detail = crate::one_line(&e.to_string());
+    let detail = crate::fatal::one_line(&e.to_string());
     let at = mountpoint.display();
     let not_permitted = e.raw_os_error() == Some(libc::EPERM)
         || e.kind() == io::ErrorKind::PermissionDenied

@@ -20,7 +20,8 @@ use sifmount::mount::{self, MountOptions, MountedSession, Unmounter};
 use sifmount::sys::{self, Forked, SignalSet};
 use sifmount::tree::Volume;
 
-use crate::{checks, one_line, Fatal};
+use crate::checks;
+use crate::fatal::{one_line, Fatal};
 
 /// How long the parent waits for the child to mount. Mounting does no image I/O (the tree
 /// is built before the fork), so only a wedged kernel or fusermount3 takes this long.

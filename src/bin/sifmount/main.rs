@@ -4,6 +4,7 @@
 
 mod checks;
 mod daemon;
+mod fatal;
 mod inspect;
 mod logging;
 mod mountinfo;
@@ -15,16 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use fatal::{one_line, Fatal};
 use sifmount::cosign::PublicKey;
 use sifmount::tree::{
     TreeOptions, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
     DEFAULT_MAX_STAGED_TOTAL,
 };
-
-/// Exit status for failures: the image, the mountpoint, the system.
-const EXIT_FAILURE: u8 = 1;
-/// Exit status for command-line usage errors (clap uses the same).
-const EXIT_USAGE: u8 = 2;
 
 /// Mount SIF / OCI-SIF container images as plain files.
 ///
@@ -100,39 +97,6 @@ struct Cli {
     /// An existing directory to mount it on.
     #[arg(value_name = "MOUNTPOINT")]
     mountpoint: Option<PathBuf>,
-}
-
-/// A failure that ends the program: a one-line message and the exit status.
-#[derive(Debug)]
-pub struct Fatal {
-    pub status: u8,
-    pub message: String,
-}
-
-impl Fatal {
-    pub fn failure(message: impl Into<String>) -> Self {
-        Fatal {
-            status: EXIT_FAILURE,
-            message: message.into(),
-        }
-    }
-
-    pub fn usage(message: impl Into<String>) -> Self {
-        Fatal {
-            status: EXIT_USAGE,
-            message: message.into(),
-        }
-    }
-}
-
-/// Joins the lines of a message from elsewhere (fusermount3's stderr) so that every error
-/// stays one line.
-pub fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn main() -> ExitCode {

@@ -9,6 +9,7 @@
 
 pub mod cosign;
 pub mod mount;
+pub mod mountinfo;
 pub mod oci;
 pub mod sif;
 pub mod sys;

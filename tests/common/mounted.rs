@@ -58,50 +58,11 @@ pub fn require_tool(tool: &str, package: &str) {
     }
 }
 
-/// One line of /proc/self/mountinfo.
-#[derive(Clone, Debug)]
-pub struct MountEntry {
-    pub mount_point: PathBuf,
-    pub options: String,
-    pub fs_type: String,
-    pub source: String,
-}
-
-/// Undoes the octal escapes (`\040` for a space…) of /proc/self/mountinfo fields.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use sifmount::mountinfo::MountEntry;
 
 /// Every mount of this process's mount namespace.
 pub fn mounts() -> Vec<MountEntry> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_else(|e| panic!("cannot read /proc/self/mountinfo: {e}"));
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let l: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountEntry {
-                mount_point: PathBuf::from(unescape(l.get(4)?)),
-                options: l.get(5)?.to_string(),
-                fs_type: r.first()?.to_string(),
-                source: unescape(r.get(1)?),
-            })
-        })
-        .collect()
+    sifmount::mountinfo::read().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The mount at `mp` (the last one, when several are stacked), if any.

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::fatal::Fatal;
-use crate::mountinfo;
+use sifmount::mountinfo;
 
 const DEV_FUSE: &str = "/dev/fuse";
 

@@ -7,7 +7,6 @@ mod daemon;
 mod fatal;
 mod inspect;
 mod logging;
-mod mountinfo;
 mod options;
 mod unmount;
 

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::checks::{find_fusermount, is_root};
 use crate::fatal::{one_line, Fatal};
-use crate::mountinfo;
+use sifmount::mountinfo;
 
 pub fn unmount(path: &Path) -> Result<(), Fatal> {
     let shown = path.display();

@@ -2,7 +2,9 @@
 //! tell whether a directory is already a mount point and of what kind.
 //!
 //! mountinfo rather than stat: a stale FUSE mount cannot be stat-ed (ENOTCONN), and a
-//! bind mount of a directory onto itself has the same device as its parent.
+//! bind mount of a directory onto itself has the same device as its parent. The command
+//! line uses it to check mount points and unmount; the tests, to see what they mounted.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io;
@@ -14,6 +16,8 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
     pub mount_point: PathBuf,
+    /// The per-mount options (`ro,nosuid,…`).
+    pub options: String,
     /// `fuse`, `fuse.sifmount`, `ext4`, …
     pub fs_type: String,
     pub source: String,
@@ -59,11 +63,13 @@ fn parse_line(line: &[u8]) -> Option<MountEntry> {
     let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     // id parent major:minor root mount-point options [optional...] - type source super
     let mount_point = fields.get(4)?;
+    let options = fields.get(5)?;
     let separator = fields.iter().skip(6).position(|f| *f == b"-")? + 6;
     let fs_type = fields.get(separator + 1)?;
     let source = fields.get(separator + 2)?;
     Some(MountEntry {
         mount_point: PathBuf::from(OsString::from_vec(unescape(mount_point))),
+        options: String::from_utf8_lossy(options).into_owned(),
         fs_type: String::from_utf8_lossy(&unescape(fs_type)).into_owned(),
         source: String::from_utf8_lossy(&unescape(source)).into_owned(),
     })
@@ -117,6 +123,7 @@ garbage line
         assert_eq!(entries[2].mount_point, Path::new("/tmp/with space"));
         assert_eq!(entries[2].fs_type, "fuse.sifmount");
         assert_eq!(entries[2].source, "/images/a b.sif");
+        assert_eq!(entries[2].options, "rw,nosuid,nodev,relatime");
         // Several optional fields before the separator.
         assert_eq!(entries[4].fs_type, "tmpfs");
         assert_eq!(entries[5].mount_point, Path::new("/back\\slash\ttab"));

@@ -6,9 +6,8 @@ use std::path::Path;
 
 use super::error::{OciError, Result};
 use super::model::{Index, References};
-use super::source::{require_blob, require_bytes, BlobSource};
+use super::source::{append_blob, require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, named_blobs, Naming, OtherMediaTypes};
-use super::write::append_blob;
 use crate::sif::{
     ChangeTime, DataType, DeleteOptions, Descriptor as SifDescriptor, Digest, ObjectInput,
     OpenMode, SifError, SifImage,

@@ -1,4 +1,5 @@
-//! Where new blobs come from when writing or updating an OCI-SIF.
+//! Where new blobs come from when writing or updating an OCI-SIF, and how one is taken
+//! into the image.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -6,7 +7,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{OciError, Result};
-use crate::sif::Digest;
+use crate::sif::{ChangeTime, DataType, Digest, ObjectInput, SifImage};
 
 /// A read-only store of blobs by digest.
 pub trait BlobSource {
@@ -151,4 +152,29 @@ pub(crate) fn require_bytes(source: &dyn BlobSource, digest: &Digest) -> Result<
             source: e,
         })?;
     Ok(v)
+}
+
+/// Appends one blob from `source` as an OCI blob object and checks that the bytes hash
+/// to the digest they were asked for.
+pub(crate) fn append_blob(
+    sif: &mut SifImage,
+    digest: &Digest,
+    source: &dyn BlobSource,
+) -> Result<()> {
+    let (_, reader) = require_blob(source, digest)?;
+    let id = sif.add_object(
+        ObjectInput::new(DataType::OciBlob, reader),
+        ChangeTime::Auto,
+    )?;
+    let written = sif
+        .descriptor_by_id(id)?
+        .oci_digest()
+        .expect("OCI objects carry a digest")?;
+    if written != *digest {
+        return Err(OciError::DigestMismatch {
+            expected: *digest,
+            actual: written,
+        });
+    }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::error::{OciError, Result};
 use super::image::OciSif;
 use super::model::Index;
-use super::source::{require_blob, require_bytes, BlobSource};
+use super::source::{append_blob, require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
 use crate::sif::{
     ChangeTime, CreateOptions, DataType, Digest, FileJournal, ObjectInput, SifError, SifImage,
@@ -104,29 +104,4 @@ pub fn write_oci_sif_at_path(
         let _ = std::fs::remove_file(path);
         e.in_file(&shown)
     })
-}
-
-/// Appends one blob from `source` as an OCI blob object and checks that the bytes hash
-/// to the digest they were asked for.
-pub(crate) fn append_blob(
-    sif: &mut SifImage,
-    digest: &Digest,
-    source: &dyn BlobSource,
-) -> Result<()> {
-    let (_, reader) = require_blob(source, digest)?;
-    let id = sif.add_object(
-        ObjectInput::new(DataType::OciBlob, reader),
-        ChangeTime::Auto,
-    )?;
-    let written = sif
-        .descriptor_by_id(id)?
-        .oci_digest()
-        .expect("OCI objects carry a digest")?;
-    if written != *digest {
-        return Err(OciError::DigestMismatch {
-            expected: *digest,
-            actual: written,
-        });
-    }
-    Ok(())
 }

@@ -10,7 +10,7 @@
 //! file has 8 spare descriptors for signatures added later.
 //!
 //! The demo layer is a tar, not squashfs: fine for oci-tools, skopeo and sifmount, but
-//! `singularity run` accepts only squashfs layers (spec/SIF.md §7.7).
+//! `singularity run` accepts only squashfs layers (docs/FORMAT.md, Multi-layer images and SingularityCE's conventions).
 //!
 //! With `--from-layout DIR` it converts any OCI image layout directory as oci-tools'
 //! `Write` does: the root index is `DIR/index.json` stored verbatim, the blobs come from

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 7: sifmount side by side with direct reads of the SIF file (dd)
+# The read, mount and attach benchmark: sifmount side by side with direct reads of the SIF file (dd)
 # and with squashfuse_ll on a squashfs holding the same bytes, in one run. Prints a table of
 # medians, ratios and the targets, and writes it to WORK/results.md. docs/BENCHMARKS.md
 # says what each row means.

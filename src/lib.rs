@@ -1,6 +1,6 @@
 //! sifmount: SIF and OCI-SIF container images as plain files.
 //!
-//! Layers (see DESIGN.md §1), each knowing only those before it: [`sif`] is the container
+//! Layers (see docs/ARCHITECTURE.md), each knowing only those before it: [`sif`] is the container
 //! format, [`oci`] the OCI image layout stored in it, [`cosign`] cosign's conventions,
 //! [`tree`] the files a mount shows, and [`mount`] the FUSE adapter.
 

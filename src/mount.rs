@@ -1,4 +1,4 @@
-//! The FUSE adapter (DESIGN.md §1): turns kernel requests into [`Tree`] calls and replies.
+//! The FUSE adapter (docs/ARCHITECTURE.md): turns kernel requests into `Volume` calls and replies.
 //! It holds no format logic; [`errno`] is the one place tree errors become errnos.
 #![forbid(unsafe_code)]
 

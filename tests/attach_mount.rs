@@ -1,4 +1,4 @@
-//! Attaching cosign signatures through a real read-write mount (DESIGN.md §3,
+//! Attaching cosign signatures through a real read-write mount (the man page, ATTACHING,
 //! "Attaching"): files and directories copied into `/cosign` with `cp` commit at close(2)
 //! and leave the image exactly as the library (and SingularityCE) would write it; refused
 //! drops fail with the documented errno, say why in an error file and leave the image

@@ -51,7 +51,7 @@ use sifmount::sif::{
     DESCRIPTOR_SIZE, MAX_DESCRIPTORS,
 };
 
-// Header field offsets (spec/SIF.md §3).
+// Header field offsets (docs/FORMAT.md, Header).
 const MAGIC_AT: usize = 32;
 const VERSION_AT: usize = 42;
 const FREE: usize = 80;
@@ -59,7 +59,7 @@ const TOTAL: usize = 88;
 const TABLE_OFFSET: usize = 96;
 const TABLE_SIZE: usize = 104;
 const DATA_OFFSET: usize = 112;
-// Descriptor field offsets (spec/SIF.md §4.1).
+// Descriptor field offsets (docs/FORMAT.md, Descriptor table).
 const USED: usize = 4;
 const ID: usize = 5;
 const OFFSET: usize = 17;

@@ -1,5 +1,4 @@
-//! Many readers and several writers at once through one read-write mount (issue 8, part
-//! 3): 8 reader threads and 4 writer threads for `SIFMOUNT_STRESS_SECS` seconds (default
+//! Many readers and several writers at once through one read-write mount: 8 reader threads and 4 writer threads for `SIFMOUNT_STRESS_SECS` seconds (default
 //! 60) on an OCI-SIF with a 32 MiB layer, 8 images to sign and few spare descriptors, so
 //! that the descriptor table grows (and moves the big layer) while it is being read.
 //!

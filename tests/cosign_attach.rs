@@ -1,5 +1,5 @@
 //! Attaching, amending and detaching cosign signatures and attestations with the library
-//! (DESIGN.md §3 "Attaching", spec/SIF.md §8.4): the files a user would drop, checked
+//! (the man page, ATTACHING "Attaching", docs/FORMAT.md, Cosign): the files a user would drop, checked
 //! against upstream's bytes (SingularityCE-signed files, real cosign layouts), and every
 //! refusal leaving the image byte-identical.
 

@@ -1,4 +1,4 @@
-//! spec/CONFORMANCE.md §3: cosign signature and attestation images rebuilt byte for byte
+//! Conformance, cosign images (§3 of the conformance cases in the specification kept with the test data (docs/FORMAT.md says where)): cosign signature and attestation images rebuilt byte for byte
 //! from their layers, and SingularityCE's way of storing them in an OCI-SIF.
 
 mod common;

@@ -1,4 +1,4 @@
-//! `/cosign` through a real mount (issue 4): the real cosign fixtures read with `cat`
+//! `/cosign` through a real mount: the real cosign fixtures read with `cat`
 //! equal the source layout, `--key` gives `verified` files, `signatures/` links resolve,
 //! and an image with 1,000 signatures lists quickly (the time is printed, not asserted:
 //! speed is the benchmark's job).

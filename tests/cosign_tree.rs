@@ -1,4 +1,4 @@
-//! The `/cosign` directory of the tree (DESIGN.md §3, issue 4), without a kernel: every
+//! The `/cosign` directory of the tree (the man page, ATTACHING), without a kernel: every
 //! signature and attestation of the real cosign fixtures appears once with the bytes of
 //! the source layout, referrers and containers/image signatures appear with every
 //! annotation file, and `verified` says what `cosign verify --key` would.

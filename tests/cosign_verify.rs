@@ -1,5 +1,5 @@
 //! Verification of real cosign signatures, attestations and bundles with public keys
-//! (spec/COSIGN.md §3.3, §4, §6.3), and the keys and documents it reads.
+//! (docs/FORMAT.md, The payload and what verifies it, §4, §6.3), and the keys and documents it reads.
 
 mod common;
 
@@ -147,7 +147,7 @@ fn real_manifest_list_signatures_all_verify() {
     assert_eq!(
         (sigs, atts),
         (10, 1),
-        "spec/COSIGN.md §1.2: 10 .sig, 1 .att"
+        "docs/FORMAT.md, Tags and where they live: 10 .sig, 1 .att"
     );
     let good = [key(SINGULARITY_KEY)];
     let targets: std::collections::BTreeSet<Digest> = layers.iter().map(|l| l.target).collect();

@@ -1,4 +1,4 @@
-//! Never losing a signature, through real mounts (issue 6): `kill -9` of sifmount in the
+//! Never losing a signature, through real mounts: `kill -9` of sifmount in the
 //! middle of 100 concurrent attaches, and a file system that fills up during an attach.
 //!
 //! Needs /dev/fuse, `fusermount3` and root (the full-disk test mounts a small tmpfs);

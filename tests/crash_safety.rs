@@ -1,4 +1,4 @@
-//! Crash safety of updates (issue 6, items 1, 2 and 5; `src/sif/journal.rs`): every
+//! Crash safety of updates (`src/sif/journal.rs`, man page CRASH SAFETY): every
 //! update is cut short after each possible number of writes, the image is reopened as a
 //! fresh process would reopen it, and it must be exactly the old file or exactly the new
 //! one. Also: torn and corrupt journals, a full disk in the middle of an update, failures

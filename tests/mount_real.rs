@@ -1,4 +1,4 @@
-//! Real mounts (DESIGN.md §6, issue 3 part 5): the `sifmount` binary mounts every upstream
+//! Real mounts (docs/ARCHITECTURE.md): the `sifmount` binary mounts every upstream
 //! SIF and images written by the library; the files it shows are compared with the
 //! library's view of the image (`tests/common/oracle.rs`), walked with `stat`, written to
 //! (and refused), read by `skopeo`, unmounted in every supported way.

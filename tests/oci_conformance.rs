@@ -1,4 +1,4 @@
-//! spec/CONFORMANCE.md §2: oci-tools' Write and UpdateRootIndex rebuilt byte for byte.
+//! Conformance, OCI-SIF writing (§2 of the conformance cases in the specification kept with the test data (docs/FORMAT.md says where)): oci-tools' Write and UpdateRootIndex rebuilt byte for byte.
 //!
 //! Each case builds an OCI-SIF with the project's writer from an upstream OCI layout,
 //! applies the update algorithm with the golden file's own root index as the new index

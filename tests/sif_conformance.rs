@@ -1,4 +1,5 @@
-//! Byte-exact conformance with the reference SIF library (spec/CONFORMANCE.md §1).
+//! Byte-exact conformance with the reference SIF library (§1 of the conformance
+//! cases in the specification kept with the test data (docs/FORMAT.md says where)).
 //!
 //! Every golden file of `sylabs-sif/pkg/sif/testdata` and every unsigned image of
 //! `sylabs-sif/test/images` is rebuilt with the project's own `sif` API and compared

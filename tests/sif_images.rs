@@ -1,4 +1,5 @@
-//! Reading every SIF file of the upstream test data (spec/SIF.md §9, INVENTORY.md).
+//! Reading every SIF file of the upstream test data (its inventory, INVENTORY.md, and
+//! the specification kept with the test data (docs/FORMAT.md says where)).
 //!
 //! * every `.sif` and every whole-image `.golden` opens read-only and validates, and all of
 //!   its objects can be read (OCI objects also match their stored digest);
@@ -94,7 +95,7 @@ fn open_and_check(rel: &str) -> SifImage {
         assert_eq!(bytes.len() as i64, d.size, "{what}: size");
         if let Some(digest) = d.oci_digest() {
             let digest = digest.unwrap_or_else(|e| panic!("{what}: bad digest: {e}"));
-            // A stored digest may legitimately be stale (spec/SIF.md §11.11): the set
+            // A stored digest may legitimately be stale (docs/FORMAT.md, Descriptor table: a set operation): the set
             // goldens overwrite it without touching the data. Nowhere else.
             let stale_on_purpose = ["TestFileImage_SetOCIBlobDigest/", "TestSetMetadata/"]
                 .iter()
@@ -124,7 +125,7 @@ fn every_sif_file_opens_and_validates() {
         };
         *by_kind.entry(kind).or_default() += 1;
     }
-    // The corpora named in spec/SIF.md §9 must all be there.
+    // The corpora the specification lists must all be there.
     for prefix in [
         "sylabs-sif/test/images/",
         "sylabs-singularity/test/images/",
@@ -225,8 +226,8 @@ fn inventory_rows() -> Vec<Row> {
 }
 
 /// Rows of INVENTORY.md that describe an older version of the file. The three
-/// SingularityCE-style files were regenerated under the 4.5 root-index rule (spec/SIF.md
-/// §8.4: entries carry `artifactType`), but the table still lists the 4.4 versions,
+/// SingularityCE-style files were regenerated under the 4.5 root-index rule (docs/FORMAT.md,
+/// The root index: entries carry `artifactType`), but the table still lists the 4.4 versions,
 /// which now live beside them as `*.v44.*`. For these rows the test checks the listed
 /// values against the `.v44` file, and that the listed file differs from it only by the
 /// `artifactType` fields of its root index.
@@ -320,10 +321,10 @@ fn inventory_table_matches_the_files() {
     );
 }
 
-/// A few files checked field by field against spec/SIF.md's worked examples.
+/// A few files checked field by field against the worked examples of the specification kept with the test data (docs/FORMAT.md says where).
 #[test]
 fn header_and_descriptor_fields() {
-    // spec/SIF.md §3 and §7.3: TestWrite/DockerManifest.golden.
+    // docs/FORMAT.md, Header and §7.3: TestWrite/DockerManifest.golden.
     let image = open_and_check("sylabs-oci-tools/pkg/sif/testdata/TestWrite/DockerManifest.golden");
     let h = image.header();
     assert_eq!(
@@ -370,7 +371,7 @@ fn header_and_descriptor_fields() {
         .to_string()
         .starts_with("sha256:7043de9b"));
 
-    // spec/SIF.md §5: one-group.sif, partitions aligned to 4096.
+    // docs/FORMAT.md, Where objects go: one-group.sif, partitions aligned to 4096.
     let image = open_and_check("sylabs-sif/test/images/one-group.sif");
     let h = image.header();
     assert_eq!((h.data_offset, h.arch_name()), (32176, "386"));
@@ -424,7 +425,7 @@ fn header_and_descriptor_fields() {
     }
 }
 
-/// Legacy native SIFs made by Singularity 3.x with the v1 library (spec/SIF.md §6.7).
+/// Legacy native SIFs made by Singularity 3.x with the v1 library (docs/FORMAT.md, How the reference library changes an image).
 #[test]
 fn legacy_busybox_images() {
     for (arch, code) in [("amd64", "02"), ("arm64", "04"), ("ppc64le", "06")] {

@@ -1,4 +1,4 @@
-//! Growing a full descriptor table (issue 6, item 3; `src/sif/grow.rs`): 100 signatures
+//! Growing a full descriptor table (`src/sif/grow.rs`): 100 signatures
 //! onto an image with SingularityCE's 8 spare descriptors, attaches onto upstream images
 //! with none, a hand-built native image with a partition, a forced growth of every upstream
 //! SIF, and `siftool` reading the results. Every grown image is reopened and validated.

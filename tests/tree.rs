@@ -1,4 +1,4 @@
-//! The file tree of a mount, without a kernel (DESIGN.md §2): every upstream image builds
+//! The file tree of a mount, without a kernel (the man page, THE TREE): every upstream image builds
 //! a tree whose files hold exactly the bytes of the SIF, named as the design says, with
 //! consistent attributes and links.
 

@@ -1,4 +1,4 @@
-//! The drop protocol of `/cosign` without a kernel (DESIGN.md §3): the calls the mount
+//! The drop protocol of `/cosign` without a kernel (the man page, ATTACHING): the calls the mount
 //! makes for `cp`, `cp -r` and `rm -r`, made straight on a [`Volume`], with the image
 //! checked byte for byte against the upstream files afterwards.
 

@@ -1,5 +1,5 @@
-//! What readers hold across a commit, on a [`Volume`] without a kernel (issue 8, part 3;
-//! the real-mount stress test is tests/concurrency_mount.rs): an attach replaces
+//! What readers hold across a commit, on a [`Volume`] without a kernel (the
+//! real-mount stress test is tests/concurrency_mount.rs): an attach replaces
 //! `/index.json` and the signature image's documents, so their inodes leave the tree.
 //! A file opened before keeps reading what it opened; an inode the kernel looked up
 //! before and opens after opens what is at its path now; a listing that takes several

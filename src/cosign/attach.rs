@@ -1,7 +1,7 @@
-//! Attaching signatures and attestations the way SingularityCE stores them (spec/SIF.md
-//! §8.4, spec/COSIGN.md §2.4, §4): checking what a user dropped into `/cosign` against the
+//! Attaching signatures and attestations the way SingularityCE stores them (docs/FORMAT.md,
+//! Cosign): checking what a user dropped into `/cosign` against the
 //! image, then appending, amending or removing one layer of a `_cosign:` image and
-//! rewriting the root index with the upstream update algorithm (spec/SIF.md §7.6).
+//! rewriting the root index with the upstream update algorithm (docs/FORMAT.md, Updating one in place).
 //!
 //! Staging and deciding when to commit belong to the tree; this module only judges bytes
 //! and writes them. Every input here was written by a user, so nothing is unwrapped and
@@ -29,7 +29,7 @@ use crate::oci::{
 };
 use crate::sif::Digest;
 
-/// What every simple-signing payload says it is (spec/COSIGN.md §3.1); checking it keeps an
+/// What every simple-signing payload says it is (docs/FORMAT.md, The payload and what verifies it); checking it keeps an
 /// unrelated JSON document with a `critical` key from being signed into the image.
 const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 
@@ -119,7 +119,7 @@ pub struct DropFiles {
 impl DropFiles {
     /// The files that each give one annotation verbatim: the layer keys `cosign attach
     /// signature` sets from `--certificate`, `--certificate-chain`, `--rekor-response` and
-    /// `--tsr` (spec/COSIGN.md §2.3), with the role that names the file in errors.
+    /// `--tsr` (docs/FORMAT.md, The signature image), with the role that names the file in errors.
     fn per_key_files(&self) -> [(&'static str, &'static str, Option<&[u8]>); 4] {
         [
             (
@@ -609,7 +609,7 @@ fn is_cosign_image(entry: &Descriptor) -> bool {
 
 /// Every manifest and index present in the image and reachable from an entry that is not
 /// a cosign image, platform manifests of nested indexes included (cosign signs each with a
-/// top-level `.sig` of its own, spec/SIF.md §8.1). A nested index that cannot be read
+/// top-level `.sig` of its own, docs/FORMAT.md, Cosign). A nested index that cannot be read
 /// only hides its own children, so one broken image does not block signing the others.
 fn image_targets(oci: &OciSif) -> Result<HashSet<Digest>, AttachError> {
     let index = oci.root_index()?;
@@ -655,7 +655,7 @@ pub enum AttachOutcome {
 }
 
 /// `_cosign:sha256-<hex>.sig|.att|.sbom`, the root-index name SingularityCE and oci-tools
-/// look signatures up by (spec/SIF.md §8.1). Referrers have no tag, hence `None`.
+/// look signatures up by (docs/FORMAT.md, Cosign). Referrers have no tag, hence `None`.
 pub fn cosign_ref_name(kind: EntryKind, target: &Digest) -> Option<String> {
     let suffix = match kind {
         EntryKind::Signature => "sig",
@@ -666,7 +666,7 @@ pub fn cosign_ref_name(kind: EntryKind, target: &Digest) -> Option<String> {
     Some(format!("_cosign:sha256-{}.{suffix}", target.hex()))
 }
 
-/// SingularityCE's `sign --cosign` (spec/SIF.md §8.4) with the root-index entry written as
+/// SingularityCE's `sign --cosign` (docs/FORMAT.md, Cosign) with the root-index entry written as
 /// SingularityCE 4.5 writes it, the form sifmount produces.
 pub fn attach(oci: &mut OciSif, a: &Attachment) -> Result<AttachOutcome, AttachError> {
     attach_with_style(oci, a, EntryStyle::Singularity45)

@@ -1,5 +1,5 @@
 //! Finding every signature, attestation, SBOM and referrer in an OCI-SIF, from every
-//! convention in use (spec/COSIGN.md §1.3, §6):
+//! convention in use (docs/FORMAT.md, Tags and where they live, §6):
 //!
 //! * root-index entries named `_cosign:sha256-<hex>.sig|.att|.sbom` (SingularityCE,
 //!   oci-tools): one entry per layer of that image;
@@ -14,7 +14,7 @@ use super::{is_cosign_ref, KIND_ANNOTATION};
 use crate::oci::{Descriptor, Index, OciSif};
 use crate::sif::Digest;
 
-/// Hex digits of the target digest in an entry name (as in DESIGN.md's examples).
+/// Hex digits of the target digest in an entry name (as in the man page's examples).
 const TARGET_PREFIX: usize = 13;
 /// Hex digits of a referrer manifest's digest in its entry name.
 const REFERRER_PREFIX: usize = 12;

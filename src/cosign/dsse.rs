@@ -1,4 +1,4 @@
-//! The signed documents of attestations and bundles (spec/COSIGN.md §4, §6.1): DSSE
+//! The signed documents of attestations and bundles (docs/FORMAT.md, Attestations, SBOMs and referrers, §6.1): DSSE
 //! envelopes, in-toto statements, sigstore bundles, and the base64 they are written in.
 //! Parsing only: checking signatures is `verify`'s job.
 //!

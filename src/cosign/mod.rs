@@ -1,4 +1,4 @@
-//! Cosign's storage conventions (spec/COSIGN.md): finding the signatures, attestations,
+//! Cosign's storage conventions (docs/FORMAT.md, Cosign): finding the signatures, attestations,
 //! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
 #![forbid(unsafe_code)]
 
@@ -23,11 +23,11 @@ pub use verify::{
     CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 
-/// The `cosign save` annotation that says what a layout entry is (spec/COSIGN.md §1.3).
+/// The `cosign save` annotation that says what a layout entry is (docs/FORMAT.md, Tags and where they live).
 pub const KIND_ANNOTATION: &str = "kind";
 
 /// Layer annotations that become files of their own in an entry directory
-/// (DESIGN.md §3), with the file names.
+/// (the man page, ATTACHING), with the file names.
 pub const ANNOTATION_FILES: [(&str, &str); 5] = [
     ("dev.cosignproject.cosign/signature", "signature"),
     ("dev.sigstore.cosign/certificate", "certificate"),
@@ -40,7 +40,7 @@ pub const ANNOTATION_FILES: [(&str, &str); 5] = [
 /// the signed statement is what counts).
 pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
 
-/// The tags cosign gives the images it stores beside a target (spec/COSIGN.md §1.3).
+/// The tags cosign gives the images it stores beside a target (docs/FORMAT.md, Tags and where they live).
 const SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
 
 /// Whether a root-index reference name is `_cosign:sha256-<64 hex>.sig|.att|.sbom`.

@@ -1,5 +1,5 @@
 //! Verifying an entry with public keys, as `cosign verify --key K --insecure-ignore-tlog`
-//! and `cosign verify-attestation` do (spec/COSIGN.md §3.3, §4, §6.3): the payload's
+//! and `cosign verify-attestation` do (docs/FORMAT.md, The payload and what verifies it, §4, §6.3): the payload's
 //! digest, the signature over it (or over the DSSE PAE), and the claim that it is about
 //! the target. Rekor entries and certificates are not checked: a key is the only trust.
 //!
@@ -32,7 +32,7 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The layer annotation holding a keyless signature's certificate.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 
-/// Layer media types (spec/COSIGN.md §2.3, §4, §6.1).
+/// Layer media types (docs/FORMAT.md, The signature image, §4, §6.1).
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Every sigstore bundle version's media type starts so (`….bundle+json;version=0.1`,
@@ -503,7 +503,7 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMjupKDoOehYn+n7EaybRTmByd+Yd
 ZRsKlkufnyLkcbXM5w3XgqiHcG6dTcn14VLNq9W/12sTJfNF8ud4s511fQ==
 -----END PUBLIC KEY-----
 ";
-    /// The real payload and signature of spec/COSIGN.md §2.1 and §3.1.
+    /// The real payload and signature of docs/FORMAT.md, The signature image and §3.1.
     const PAYLOAD: &str = r#"{"critical":{"identity":{"docker-reference":"127.0.0.1:39703/hello-world-docker-v2-manifest"},"image":{"docker-manifest-digest":"sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338"},"type":"cosign container image signature"},"optional":null}"#;
     const SIG: &str = "MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4";
     const TARGET: &str = "sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";

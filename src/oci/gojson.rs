@@ -1,4 +1,4 @@
-//! JSON written the way Go's `encoding/json` writes it (spec/COSIGN.md §2.1).
+//! JSON written the way Go's `encoding/json` writes it (docs/FORMAT.md, The signature image).
 //!
 //! Digests of manifests and indexes are digests of bytes, so "equivalent" JSON is not
 //! enough: field order, escaping and number format must match what SingularityCE, cosign

@@ -1,5 +1,5 @@
 //! An open OCI-SIF: the root index and every blob by digest, and the in-place update
-//! algorithm of oci-tools (spec/SIF.md §7.2, §7.6).
+//! algorithm of oci-tools (docs/FORMAT.md, What makes a SIF an OCI-SIF).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,7 +18,7 @@ use crate::sif::{
 /// image from making a reader allocate the size of the file.
 pub const MAX_DOCUMENT_SIZE: i64 = 64 << 20;
 
-/// What a SIF holds, as SingularityCE decides it (spec/SIF.md §7.1).
+/// What a SIF holds, as SingularityCE decides it (docs/FORMAT.md, What makes a SIF an OCI-SIF).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageKind {
     /// No OCI root index: a native SIF.
@@ -262,7 +262,7 @@ impl OciSif {
 
     /// Replaces the root index with `new_index`, writing the blobs it needs from
     /// `source` and deleting those it no longer references: oci-tools' `UpdateRootIndex`,
-    /// byte for byte (spec/SIF.md §7.6). Unlike upstream, every check (media types,
+    /// byte for byte (docs/FORMAT.md, Updating one in place). Unlike upstream, every check (media types,
     /// blobs present) is made before anything is deleted, a blob referenced twice is
     /// written once, and a descriptor table too small for the update is grown first
     /// ([`SifImage::ensure_free_slots`]; with enough free slots the bytes are upstream's).
@@ -312,7 +312,7 @@ impl OciSif {
             let free = sif.free_slots();
             if free + freed < new.len() + 1 {
                 // The deletions free `freed` slots for the new objects: grow the table for the
-                // rest (spec/SIF.md §3.1 has upstream fail here), failing before anything is
+                // rest (docs/FORMAT.md, Header has upstream fail here), failing before anything is
                 // written only when it cannot grow.
                 let grown = sif.ensure_free_slots(new.len() + 1 - freed, ChangeTime::Auto);
                 if let Err(e) = grown {

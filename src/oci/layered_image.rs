@@ -1,6 +1,6 @@
 //! Images built the way go-containerregistry builds them from `empty.Image` by appending
 //! layers (`mutate.Append`): the shape of every cosign signature and attestation image
-//! (spec/COSIGN.md §2.1–2.2).
+//! (docs/FORMAT.md, The signature image).
 
 use super::gojson::{write_array, write_str, GoObject};
 use super::media_type;

@@ -1,4 +1,4 @@
-//! The OCI image layout stored in a SIF (spec/SIF.md §7–8): the root index, blobs by
+//! The OCI image layout stored in a SIF (docs/FORMAT.md, OCI-SIF–8): the root index, blobs by
 //! digest, writing a new OCI-SIF and updating one in place with the upstream algorithm.
 //!
 //! This layer knows the SIF format and OCI JSON; it knows nothing of cosign or FUSE.

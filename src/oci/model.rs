@@ -1,6 +1,6 @@
 //! The OCI documents sifmount reads and writes itself: descriptors, indexes and
-//! manifests, with the field order go-containerregistry uses (spec/SIF.md §7.4,
-//! spec/COSIGN.md §2.1).
+//! manifests, with the field order go-containerregistry uses (docs/FORMAT.md, The root index,
+//! docs/FORMAT.md, The signature image).
 //!
 //! Parsing is lenient where real files are (`"manifests":null`, `{}` as a root index,
 //! Docker media types, pretty-printed input); writing is exact. Fields this model does
@@ -254,7 +254,7 @@ impl Index {
     }
 }
 
-/// How an update writes the root-index entries it adds (spec/SIF.md §8.4).
+/// How an update writes the root-index entries it adds (docs/FORMAT.md, Cosign).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryStyle {
     /// SingularityCE ≤ 4.4 (go-containerregistry < 0.21.6): no `artifactType`.

@@ -1,4 +1,4 @@
-//! The order in which oci-tools writes the blobs an index references (spec/SIF.md §7.3
+//! The order in which oci-tools writes the blobs an index references (docs/FORMAT.md, Writing one
 //! step 3, §7.6 step 3): for an image its layers, its config, then the manifest; for a
 //! nested index its children first, then the index itself.
 

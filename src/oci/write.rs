@@ -1,5 +1,5 @@
 //! Writing a new OCI-SIF from a root index and its blobs (oci-tools `Write`,
-//! spec/SIF.md §7.3).
+//! docs/FORMAT.md, Writing one).
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Descriptors (spec/SIF.md §4): the 585-byte records of the descriptor table and the
+//! Descriptors (docs/FORMAT.md, Descriptor table): the 585-byte records of the descriptor table and the
 //! typed "extra" metadata of each data type.
 
 use super::arch_name;
@@ -157,7 +157,7 @@ pub mod sbom_format {
     }
 }
 
-/// The "extra" field read according to the object's data type (spec/SIF.md §4.3).
+/// The "extra" field read according to the object's data type (docs/FORMAT.md, Descriptor table).
 ///
 /// The signature variant holds the whole 256-byte entity field inline: an `Extra` is a
 /// short-lived value decoded from a 585-byte descriptor, and boxing the entity would add

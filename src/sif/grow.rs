@@ -1,6 +1,6 @@
 //! Growing a full descriptor table without moving any object.
 //!
-//! The reference library never grows its table (spec/SIF.md §3.1): an add into a full
+//! The reference library never grows its table (docs/FORMAT.md, Header): an add into a full
 //! table fails. sifmount grows it instead, in a way every upstream reader and writer
 //! still understands, and without touching a byte of any object: another process may be
 //! reading any of them at its offset (a read-only mount, or a container running from a
@@ -11,7 +11,7 @@
 //!   no data yet), the table grows where it is.
 //! * Otherwise the whole table is written, at its new size, after the last object, and
 //!   the header's `DescriptorsOffset` points there. Readers find the table only through
-//!   the header (spec/SIF.md §3.2). `DataOffset` becomes the new table's end and
+//!   the header (docs/FORMAT.md, Header). `DataOffset` becomes the new table's end and
 //!   `DataSize` 0, so an upstream add, which appends at `max(DataOffset, last object
 //!   end)` (§5), appends after the table, and a compacting delete, which truncates at
 //!   `DataOffset + DataSize` with the size never below zero, never cuts it off. The old

@@ -1,4 +1,4 @@
-//! The 128-byte global header (spec/SIF.md §3).
+//! The 128-byte global header (docs/FORMAT.md, Header).
 
 use super::bytes::*;
 use super::error::{Result, SifError};
@@ -103,7 +103,7 @@ impl Header {
     }
 
     /// Deterministic images (nil UUID, zero times) keep zero times on every change
-    /// (spec/SIF.md §3.3).
+    /// (docs/FORMAT.md, Header).
     pub fn is_deterministic(&self) -> bool {
         self.id == [0u8; 16] && self.created_at == ZERO_TIME && self.modified_at == ZERO_TIME
     }

@@ -1,4 +1,4 @@
-//! Opening, validating and changing a SIF image (spec/SIF.md §3.2, §5, §6).
+//! Opening, validating and changing a SIF image (docs/FORMAT.md, Header).
 //!
 //! Every change follows the reference library's write order: object bytes first, then the
 //! whole descriptor table, then the header. Checks that can fail are made before anything
@@ -38,7 +38,7 @@ pub const MAX_DESCRIPTORS: i64 = 1 << 20;
 /// Copy buffer for object data.
 const COPY_CHUNK: usize = 1 << 20;
 
-/// Where the legacy (v1) writer always started the data section (spec/SIF.md §6.7).
+/// Where the legacy (v1) writer always started the data section (docs/FORMAT.md, How the reference library changes an image).
 const LEGACY_DATA_OFFSET: u64 = 32768;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -673,7 +673,7 @@ impl SifImage {
     }
 
     /// The end of the data section as the reference library computes it for appends:
-    /// the furthest object end, never before the data offset (spec/SIF.md §5).
+    /// the furthest object end, never before the data offset (docs/FORMAT.md, Where objects go).
     pub fn data_end(&self) -> i64 {
         self.descriptors()
             .map(|(_, d)| d.end())
@@ -707,12 +707,12 @@ impl SifImage {
     }
 
     /// New objects go at the data section's end and a compacting delete truncates the file
-    /// there (spec/SIF.md §5), so a header no writer produces can turn a change into damage:
+    /// there (docs/FORMAT.md, Where objects go), so a header no writer produces can turn a change into damage:
     /// a data offset far past the end of the file made an attach extend the file to it
     /// (gigabytes, or an allocation failure in memory), and a data section that ends inside
     /// the descriptor table would have the next object overwrite the table. Such an image
     /// can be read, not changed. The legacy writer's fixed data offset is past the end of
-    /// its empty images (spec/SIF.md §6.7; they end at their table), and stays allowed.
+    /// its empty images (docs/FORMAT.md, How the reference library changes an image; they end at their table), and stays allowed.
     fn check_data_section(&self) -> Result<()> {
         let len = self.file_len()?;
         // Validated on open: 0 <= data_offset, and the table lies inside the file.
@@ -897,7 +897,7 @@ impl Extra {
     }
 }
 
-/// Header checks beyond the reference reader's (spec/SIF.md §3.2).
+/// Header checks beyond the reference reader's (docs/FORMAT.md, Header).
 /// Reads the header of the image in `storage` and checks it; also gives the file's length.
 fn read_header(storage: &dyn Storage) -> Result<(Header, u64)> {
     let len = storage

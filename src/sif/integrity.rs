@@ -1,4 +1,4 @@
-//! The byte streams that native SIF signatures cover (spec/SIF.md §6.8). OCI-SIF and
+//! The byte streams that native SIF signatures cover (docs/FORMAT.md, How the reference library changes an image). OCI-SIF and
 //! cosign do not use them; they are here so that native images can be checked later.
 
 use super::descriptor::Descriptor;

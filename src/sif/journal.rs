@@ -1,7 +1,7 @@
 //! Atomic, durable updates: transactions and the update journal.
 //!
 //! The reference library writes every change in place, with no fsync and no journal
-//! (spec/SIF.md §6.6): a crash in the middle of an OCI-SIF update can leave a file with
+//! (docs/FORMAT.md, How the reference library changes an image): a crash in the middle of an OCI-SIF update can leave a file with
 //! no root index. sifmount keeps the bytes of every update identical to upstream's, but
 //! makes the whole update atomic and durable with a write-ahead journal kept *beside*
 //! the image.

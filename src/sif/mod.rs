@@ -1,4 +1,4 @@
-//! The SIF container format (spec/SIF.md): header, descriptor table, objects.
+//! The SIF container format (docs/FORMAT.md, SIF): header, descriptor table, objects.
 //!
 //! This layer knows nothing of OCI, JSON or FUSE. [`SifImage`] opens, validates and
 //! changes an image exactly as the reference library (sylabs/sif v2) does, so that the

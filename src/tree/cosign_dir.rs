@@ -1,5 +1,5 @@
 //! `/cosign/<entry>/`: one directory per signature, attestation, SBOM or referrer layer
-//! (DESIGN.md §3), with the payload, its annotations and what they mean as files.
+//! (the man page, ATTACHING), with the payload, its annotations and what they mean as files.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! The file tree a mount shows (DESIGN.md §2), without any FUSE types.
+//! The file tree a mount shows (the man page, THE TREE), without any FUSE types.
 //!
 //! A [`Tree`] is built once, when the image is opened: every name, inode number and
 //! attribute is decided then, so the read path only looks things up. File contents are
@@ -43,7 +43,7 @@ pub type Ino = u64;
 /// The root directory's inode number (FUSE requires 1).
 pub const ROOT: Ino = 1;
 
-/// Permission bits: everything is read-only (DESIGN.md §2).
+/// Permission bits: everything is read-only (the man page, THE TREE).
 pub const FILE_PERM: u16 = 0o444;
 pub const DIR_PERM: u16 = 0o555;
 pub const SYMLINK_PERM: u16 = 0o777;
@@ -465,7 +465,7 @@ impl Tree {
 
     /// Reads up to `buf.len()` bytes of file `ino` from `offset`; returns how many were
     /// read (fewer only at the end of the file). One positioned read of the image, no
-    /// lock; then the object's descriptor is read again ([`Tree::still_there`]): when the
+    /// lock; then the object's descriptor is read again ([`Tree::described_there`]): when the
     /// image no longer says the object is where it was read, the bytes are not served and
     /// the read fails with [`TreeError::Changed`].
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, TreeError> {

@@ -1,4 +1,4 @@
-//! A mounted image as a file system that can change (DESIGN.md §3, "Attaching"): the
+//! A mounted image as a file system that can change (the man page, ATTACHING, "Attaching"): the
 //! [`Tree`] of what the image holds, plus what users are dropping into `/cosign` and
 //! have not yet committed.
 //!
@@ -508,7 +508,7 @@ impl Volume {
     /// Shows what another writer (a read-write mount, SingularityCE, siftool) has
     /// committed to the image since the tree was built. Names keep their inodes where
     /// they hold the same thing, so the kernel's caches stay right (`inodes.rs`). A
-    /// read-write volume also writes on from what it finds ([`State::follow_outside_change`]).
+    /// read-write volume also writes on from what it finds (`State::follow_outside_change`).
     /// Returns whether the tree was rebuilt.
     pub fn follow_image(&self) -> Result<bool, TreeError> {
         if !self.read().tree.image_changed()? {

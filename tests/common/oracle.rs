@@ -1,5 +1,5 @@
 //! What a mount of an image must show, computed from the library (the oracle) and the
-//! naming rules of DESIGN.md §2, and the checks that compare a mounted tree with it.
+//! naming rules of the man page, THE TREE, and the checks that compare a mounted tree with it.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,7 +2,7 @@
 //! for tests that watch mounts of an image while it is rewritten under them.
 //!
 //! SingularityCE changes an OCI-SIF (signing it, adding or removing images) through
-//! oci-tools' `UpdateRootIndex` on sylabs/sif's `FileImage` (spec/SIF.md §6.2, §6.3, §6.6,
+//! oci-tools' `UpdateRootIndex` on sylabs/sif's `FileImage` (docs/FORMAT.md, How the reference library changes an image,
 //! §7.6), never writing a new file and renaming it:
 //!
 //! 1. one `DeleteObjects(zero, compact)` of every object the new state no longer has
@@ -34,14 +34,14 @@ use std::time::Duration;
 pub const HEADER_SIZE: usize = 128;
 pub const DESCRIPTOR_SIZE: usize = 585;
 
-// Header fields (spec/SIF.md §3).
+// Header fields (docs/FORMAT.md, Header).
 const MODIFIED_AT: usize = 72;
 const DESCRIPTORS_FREE: usize = 80;
 const DESCRIPTORS_TOTAL: usize = 88;
 const DESCRIPTORS_OFFSET: usize = 96;
 const DATA_OFFSET: usize = 112;
 const DATA_SIZE: usize = 120;
-// Descriptor fields (spec/SIF.md §4.1).
+// Descriptor fields (docs/FORMAT.md, Descriptor table).
 const USED: usize = 4;
 const OFFSET: usize = 17;
 const SIZE: usize = 25;

@@ -1,4 +1,4 @@
-//! The `sifmount` command line (DESIGN.md §5): mount an image, unmount it, or inspect and
+//! The `sifmount` command line (the man page): mount an image, unmount it, or inspect and
 //! verify it without mounting.
 #![forbid(unsafe_code)]
 

@@ -200,6 +200,18 @@ warm = statistics.median(one_pass() for _ in range(5))
 print(f"{cold:.3f} {warm:.3f}")
 EOF
 
+cat >"$run/drop.py" <<'EOF'
+# drop.py: put(SRC, DST) copies a file into a mount with one write(2) and close(2), as
+# `cp` would; close is where sifmount commits a drop. Imported by attach.py and follow.py.
+import os
+def put(src, dst):
+    with open(src, "rb") as f:
+        data = f.read()
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+EOF
+
 cat >"$run/attach.py" <<'EOF'
 # attach.py DROPS MOUNT IMAGE N: copies DROPS/pK and DROPS/pK.sig into MOUNT/cosign for
 # K = 1..N, each timed from the first open to the return of the second close(2), when the
@@ -207,12 +219,7 @@ cat >"$run/attach.py" <<'EOF'
 # IMAGE per attach in bytes.
 import os, statistics, sys, time
 drops, mnt, image, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-def put(src, dst):
-    with open(src, "rb") as f:
-        data = f.read()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.close(fd)
+from drop import put
 sizes = [os.path.getsize(image)]
 disk_before = os.stat(image).st_blocks * 512
 times = []
@@ -481,12 +488,7 @@ cat >"$run/follow.py" <<'EOF'
 # the read-only mount RO of the same image lists the new entry. Prints key=value lines.
 import os, statistics, sys, time
 drops, rw, ro, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-def put(src, dst):
-    with open(src, "rb") as f:
-        data = f.read()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.close(fd)
+from drop import put
 def shown():
     return sum(1 for e in os.listdir(f"{ro}/cosign") if e.startswith("sig-"))
 base = shown()

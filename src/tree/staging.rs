@@ -1,4 +1,4 @@
-//! What a file dropped into `/cosign` is for (the man page, ATTACHING, "Attaching"): its role in
+//! What a file dropped into `/cosign` is for (the man page, ATTACHING): its role in
 //! the entry it belongs to, decided from its name alone.
 //!
 //! * Directly in `/cosign`: `X` is a payload, `X.sig` its signature, `X.cert` or `X.pem`

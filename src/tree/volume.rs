@@ -1,4 +1,4 @@
-//! A mounted image as a file system that can change (the man page, ATTACHING, "Attaching"): the
+//! A mounted image as a file system that can change (the man page, ATTACHING): the
 //! [`Tree`] of what the image holds, plus what users are dropping into `/cosign` and
 //! have not yet committed.
 //!
@@ -2250,10 +2250,7 @@ impl State {
             .sif()
             .file_len()
             .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
-        let (tree, report) = Tree::open_with(path, &options.tree)?;
-        for w in &report.warnings {
-            log::warn!("{w}");
-        }
+        let tree = open_tree(path, options)?;
         self.writer = Some(writer);
         self.expected_len = expected_len;
         // Opened by path: renamed over just now, the next check stops writing.
@@ -2311,11 +2308,7 @@ impl State {
                 .file_len()
                 .map_err(|e| TreeError::Update(format!("{}: {e}", path.display())))?;
         }
-        let (tree, report) = Tree::open_with(path, &options.tree)?;
-        for w in &report.warnings {
-            log::warn!("{w}");
-        }
-        self.show(tree);
+        self.show(open_tree(path, options)?);
         Ok(())
     }
 
@@ -2381,6 +2374,16 @@ impl State {
             }
         }
     }
+}
+
+/// The image's tree as it is now, its build warnings logged: every rebuild of a volume
+/// after a change, its own or another writer's.
+fn open_tree(path: &Path, options: &VolumeOptions) -> Result<Tree, TreeError> {
+    let (tree, report) = Tree::open_with(path, &options.tree)?;
+    for w in &report.warnings {
+        log::warn!("{w}");
+    }
+    Ok(tree)
 }
 
 /// Gives the pages of freed memory back to the system. A rebuild frees a whole tree

@@ -14,3 +14,4 @@ pub mod oci;
 pub mod sif;
 pub mod sys;
 pub mod tree;
+pub mod volume;

@@ -16,7 +16,8 @@ use fuser::{
     SessionUnmounter, TimeOrNow, WriteFlags,
 };
 
-use crate::tree::{Attr, Ino, Kind, TreeError, Volume};
+use crate::tree::{Attr, Ino, Kind, TreeError};
+use crate::volume::{Refused, Volume};
 
 mod guard;
 use guard::Guarded;
@@ -367,13 +368,6 @@ impl fuser::Filesystem for SifFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        if !write && truncate {
-            return reply.error(if self.volume.writable() {
-                Errno::EPERM
-            } else {
-                Errno::EROFS
-            });
-        }
         match self.volume.open_file(ino.0, write, truncate) {
             // An image file's inode never changes content: keep its pages across opens.
             // Staged files change, and written bytes must reach the volume, not the cache.
@@ -395,25 +389,19 @@ impl fuser::Filesystem for SifFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // Sized by the handle, not the inode: an image file kept readable across a commit
-        // may no longer have its inode in the tree.
-        let want = match self.volume.read_size(ino.0, fh.0) {
-            Ok(Some(len)) => len.saturating_sub(offset).min(u64::from(size)) as usize,
-            Ok(None) => size as usize,
-            Err(e) => return reply.error(fail(&e)),
-        };
-        let mut buf = vec![0u8; want];
-        match self.volume.read_at(ino.0, fh.0, offset, &mut buf) {
-            Ok(n) => reply.data(&buf[..n]),
+        let mut buf = Vec::new();
+        match self
+            .volume
+            .read(ino.0, fh.0, offset, size as usize, &mut buf)
+        {
+            Ok(()) => reply.data(&buf),
             Err(e) => reply.error(fail(&e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.acc_mode() != OpenAccMode::O_RDONLY {
-            return reply.error(Errno::EISDIR);
-        }
-        match self.volume.open_dir(ino.0) {
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match self.volume.open_dir(ino.0, write) {
             // A read-only mount's listings never change: let the kernel keep them.
             Ok(fh) if !self.volume.writable() => {
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_CACHE_DIR)
@@ -496,12 +484,8 @@ impl fuser::Filesystem for SifFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        // Only /cosign of a read-write mount takes changes.
-        if mask.contains(AccessFlags::W_OK) && !self.volume.may_write(ino.0) {
-            return reply.error(Errno::EROFS);
-        }
-        match self.volume.attr(ino.0) {
-            Ok(_) => reply.ok(),
+        match self.volume.access(ino.0, mask.contains(AccessFlags::W_OK)) {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(fail(&e)),
         }
     }
@@ -541,12 +525,7 @@ impl fuser::Filesystem for SifFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Regular files come through create; devices, FIFOs and sockets are never staged.
-        reply.error(if self.volume.writable() {
-            Errno::EPERM
-        } else {
-            Errno::EROFS
-        });
+        reply.error(fail(&self.volume.refuse(Refused::Node)));
     }
 
     fn mkdir(
@@ -581,12 +560,7 @@ impl fuser::Filesystem for SifFs {
         _target: &Path,
         reply: ReplyEntry,
     ) {
-        // A link dropped into /cosign could point anywhere; entries hold only bytes.
-        reply.error(if self.volume.writable() {
-            Errno::EPERM
-        } else {
-            Errno::EROFS
-        });
+        reply.error(fail(&self.volume.refuse(Refused::Symlink)));
     }
 
     fn rename(
@@ -599,12 +573,7 @@ impl fuser::Filesystem for SifFs {
         _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        // Entry names are the image's; staged names decide roles. Neither is renamed.
-        reply.error(if self.volume.writable() {
-            Errno::EPERM
-        } else {
-            Errno::EROFS
-        });
+        reply.error(fail(&self.volume.refuse(Refused::Rename)));
     }
 
     fn link(
@@ -615,11 +584,7 @@ impl fuser::Filesystem for SifFs {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(if self.volume.writable() {
-            Errno::EPERM
-        } else {
-            Errno::EROFS
-        });
+        reply.error(fail(&self.volume.refuse(Refused::HardLink)));
     }
 
     #[allow(clippy::too_many_arguments)]

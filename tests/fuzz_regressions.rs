@@ -13,7 +13,8 @@ use sifmount::sif::{
     ChangeTime, CreateOptions, DataType, DeleteOptions, Descriptor, Header, MemStorage,
     ObjectInput, OpenMode, SifImage, DESCRIPTOR_SIZE, HEADER_SIZE,
 };
-use sifmount::tree::{Volume, VolumeOptions, ROOT};
+use sifmount::tree::ROOT;
+use sifmount::volume::{Volume, VolumeOptions};
 
 /// A small native image in memory: two generic objects, two spare slots.
 fn small_image() -> Vec<u8> {

@@ -41,7 +41,8 @@ use sifmount::sif::{
     DataType, Descriptor, Digest, Extra, Header, OpenMode, SifImage, DESCRIPTOR_SIZE, GROUP_MASK,
     MAGIC,
 };
-use sifmount::tree::{BuildReport, Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
+use sifmount::tree::{BuildReport, Ino, Kind, TreeError, ROOT};
+use sifmount::volume::{Volume, VolumeOptions};
 
 // ---------------------------------------------------------------------------------------
 // Memory accounting

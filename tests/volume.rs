@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use common::{assert_bytes_eq, upstream};
 use sifmount::cosign::SIGNATURE_ANNOTATION;
 use sifmount::sif::Digest;
-use sifmount::tree::{Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
+use sifmount::tree::{Ino, Kind, TreeError, ROOT};
+use sifmount::volume::{Volume, VolumeOptions};
 
 /// A writable copy of an upstream file in a temporary directory.
 fn writable_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {

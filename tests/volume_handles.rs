@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sifmount::sif::Digest;
-use sifmount::tree::{Ino, Kind, TreeError, Volume, VolumeOptions, ROOT};
+use sifmount::tree::{Ino, Kind, TreeError, ROOT};
+use sifmount::volume::{Volume, VolumeOptions};
 
 const SIGNATURE: &str = "c2lmbW91bnQgdm9sdW1lIGhhbmRsZXMgdGVzdA==";
 
@@ -188,7 +189,7 @@ fn an_inode_replaced_before_its_open_opens_what_is_at_its_path() {
 /// Lists `dir` through a handle, two names per call, with `between(call)` run between
 /// calls; returns the names with their inodes.
 fn list_in_calls(v: &Volume, dir: Ino, mut between: impl FnMut(usize)) -> Vec<(String, Ino)> {
-    let fh = v.open_dir(dir).unwrap();
+    let fh = v.open_dir(dir, false).unwrap();
     assert_ne!(fh, 0);
     let mut out = Vec::new();
     let mut offset = 0;

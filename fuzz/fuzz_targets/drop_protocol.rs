@@ -22,7 +22,8 @@ use libfuzzer_sys::fuzz_target;
 use sifmount::cosign;
 use sifmount::oci::OciSif;
 use sifmount::sif::OpenMode;
-use sifmount::tree::{Ino, Kind, Tree, TreeError, Volume, VolumeOptions, ROOT};
+use sifmount::tree::{Ino, Kind, Tree, TreeError, ROOT};
+use sifmount::volume::{Volume, VolumeOptions};
 use sifmount_fuzz::drop_ops::{contents, op, simple_signing, MAX_STAGED, NAMES, SIGNATURE};
 use sifmount_fuzz::{demo, scratch_file, walk_volume};
 

@@ -15,7 +15,8 @@ use sifmount::oci::{media_type, Descriptor, Index, Manifest, REF_NAME};
 use sifmount::sif::{
     ChangeTime, CreateOptions, DataType, Digest, MemStorage, ObjectInput, SifImage,
 };
-use sifmount::tree::{Kind, Tree, TreeError, Volume, ROOT};
+use sifmount::tree::{Kind, Tree, TreeError, ROOT};
+use sifmount::volume::{Volume};
 
 pub mod drop_ops;
 pub mod seeds;

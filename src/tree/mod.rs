@@ -12,9 +12,7 @@ mod cosign_dir;
 mod inodes;
 mod names;
 mod sif_json;
-mod staging;
 mod verified;
-mod volume;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +22,6 @@ use crate::sif::SifImage;
 
 pub use build::BuildReport;
 pub use inodes::InodeTable;
-pub use volume::{
-    Opened, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
-    DEFAULT_MAX_STAGED_TOTAL,
-};
 
 /// What a tree shows beyond the image itself.
 #[derive(Default)]
@@ -154,6 +148,36 @@ pub enum TreeError {
         what: String,
         source: std::io::Error,
     },
+}
+
+impl TreeError {
+    /// The one conversion of a refused attach, amend or detach: the kind of refusal
+    /// decides the variant (and so the errno), `message` says what was refused and why.
+    pub fn of_attach(e: &cosign::AttachError, message: String) -> TreeError {
+        use cosign::AttachError;
+        match e {
+            AttachError::Invalid { .. } => TreeError::Rejected(message),
+            AttachError::Conflict { .. } | AttachError::NotFound { .. } => {
+                TreeError::Denied(message)
+            }
+            AttachError::Full { .. } => TreeError::NoSpace(message),
+            AttachError::Oci(_) if os_error(e) == Some(libc::ENOSPC) => TreeError::NoSpace(message),
+            AttachError::Oci(_) => TreeError::Update(message),
+        }
+    }
+}
+
+/// The OS error at the bottom of `e`'s chain of causes, if any: a full disk should say
+/// ENOSPC, not EIO.
+fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// What a regular file holds.

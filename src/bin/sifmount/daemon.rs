@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use sifmount::mount::{self, MountOptions, MountedSession, Unmounter};
 use sifmount::sys::{self, Forked, SignalSet};
-use sifmount::tree::Volume;
+use sifmount::volume::Volume;
 
 use crate::checks;
 use crate::fatal::{one_line, Fatal};

@@ -17,8 +17,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use fatal::{one_line, Fatal};
 use sifmount::cosign::PublicKey;
-use sifmount::tree::{
-    TreeOptions, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
+use sifmount::tree::TreeOptions;
+use sifmount::volume::{
+    Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
     DEFAULT_MAX_STAGED_TOTAL,
 };
 

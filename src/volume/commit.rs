@@ -1,0 +1,245 @@
+//! Committing: a complete group of staged files becomes an entry of the image (appended
+//! with the upstream update algorithm in `src/cosign/`), a file written over a committed
+//! entry is compared with it or merged into it, and `rm -r` of an entry removes it. Every
+//! change is checked against other writers first (`refresh.rs`) and shown after.
+
+use super::roles::Role;
+use super::staging::{EntryId, Group, GroupState};
+use super::State;
+use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, Origin};
+use crate::sif::Digest;
+use crate::tree::{Ino, TreeError};
+
+impl State {
+    pub(super) fn flush_staged(&mut self, ino: Ino) -> Result<(), TreeError> {
+        let Some(f) = self.staging.files.get_mut(&ino) else {
+            return Ok(());
+        };
+        f.complete = true;
+        if !f.listed {
+            return Ok(());
+        }
+        let (group, role, data) = (f.group.clone(), f.role, f.data.clone());
+        let shown = self.path_of(ino);
+        match self.state_of(&group) {
+            GroupState::Committed(id) => {
+                let result = self.merge(id, role, data);
+                // Merged or refused, a file in /cosign or in the entry's own directory has
+                // said what it had to: the entry (and an alias to its file) is what remains.
+                // A directory the user made keeps the files written into it.
+                let f = self.staging.files.get_mut(&ino).expect("still staged");
+                match group {
+                    Group::Top(_) => {
+                        f.listed = false;
+                        if result.is_ok() {
+                            let name = f.name.clone();
+                            self.add_alias(name, id, role.entry_file());
+                        }
+                    }
+                    Group::Entry(_) => f.listed = false,
+                    Group::Dir(_) => {
+                        if result.is_err() {
+                            f.listed = false;
+                        }
+                    }
+                }
+                result
+            }
+            GroupState::Pending | GroupState::Failed(_) => self.evaluate(&group, &shown),
+        }
+    }
+
+    /// Commits `group` if it is complete; records and returns why not if it is wrong.
+    pub(super) fn evaluate(&mut self, group: &Group, shown: &str) -> Result<(), TreeError> {
+        let refused = self
+            .staging
+            .files
+            .values()
+            .find(|f| f.listed && &f.group == group && f.refused.is_some())
+            .and_then(|f| f.refused.clone());
+        if let Some(refusal) = refused {
+            self.set_state(group, GroupState::Failed(refusal.reason().to_string()));
+            return Err(refusal.error());
+        }
+        let (drop, payload_complete) = self.gather(group);
+        let fail = |st: &mut State, e: &AttachError| {
+            let reason = format!("{shown}: {e}");
+            st.set_state(group, GroupState::Failed(reason.clone()));
+            TreeError::of_attach(e, reason)
+        };
+        if let Err(e) = cosign::drop_annotations(&drop) {
+            return Err(fail(self, &e));
+        }
+        if !payload_complete {
+            self.set_state(group, GroupState::Pending);
+            return Ok(());
+        }
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        let prepared = cosign::prepare(writer, &drop);
+        // What prepare read is only trustworthy if the file is still ours.
+        if !matches!(prepared, Ok(None)) {
+            if let Err(e) = self.check_unchanged() {
+                self.set_state(group, GroupState::Failed(format!("{shown}: {e}")));
+                return Err(e);
+            }
+        }
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        let attachment = match prepared {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                self.set_state(group, GroupState::Pending);
+                return Ok(());
+            }
+            Err(e) => return Err(fail(self, &e)),
+        };
+        let outcome = cosign::attach(writer, &attachment);
+        let id = EntryId {
+            kind: attachment.kind,
+            target: attachment.target,
+            payload: attachment.layer.digest,
+        };
+        match outcome {
+            Ok(AttachOutcome::Unchanged) => {}
+            Ok(AttachOutcome::Attached) => {
+                if let Err(e) = self.committed_to_image() {
+                    self.set_state(group, GroupState::Failed(format!("{shown}: {e}")));
+                    return Err(e);
+                }
+            }
+            Err(e) => {
+                self.reopen_writer();
+                return Err(fail(self, &e));
+            }
+        }
+        log::info!(
+            "{shown}: attached {} {} to {}",
+            attachment.kind.short_name(),
+            attachment.layer.digest,
+            attachment.target
+        );
+        self.commit(group, id);
+        Ok(())
+    }
+
+    /// The staged files of `group` have become entry `id`.
+    pub(super) fn commit(&mut self, group: &Group, id: EntryId) {
+        let mut aliases = Vec::new();
+        if let Group::Top(_) = group {
+            for f in self.staging.files.values_mut() {
+                if f.listed && &f.group == group {
+                    f.listed = false;
+                    aliases.push((f.name.clone(), f.role.entry_file()));
+                }
+            }
+        }
+        let unused: Vec<Ino> = self
+            .staging
+            .files
+            .iter()
+            .filter(|(_, f)| !f.listed && f.opens == 0)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for ino in unused {
+            self.staging.files.remove(&ino);
+        }
+        for (name, file) in aliases {
+            self.add_alias(name, id, file);
+        }
+        self.set_state(group, GroupState::Committed(id));
+    }
+
+    /// Compares (payload) or merges (annotation files) what was written to a committed
+    /// entry's file.
+    pub(super) fn merge(
+        &mut self,
+        id: EntryId,
+        role: Role,
+        data: Vec<u8>,
+    ) -> Result<(), TreeError> {
+        let Some((dir, entry)) = self.resolve(id) else {
+            return Err(TreeError::Denied(format!(
+                "cosign: the {} entry for payload {} is no longer in the image",
+                id.kind.short_name(),
+                id.payload
+            )));
+        };
+        let shown = format!("cosign/{}", entry.name);
+        match role {
+            Role::Derived => Ok(()),
+            Role::Payload => {
+                if Digest::of(&data) == entry.layer.digest {
+                    Ok(())
+                } else {
+                    Err(self.denied(dir, "the payload of a committed entry cannot change"))
+                }
+            }
+            _ => {
+                let mut drop = DropFiles::default();
+                role.fill(&mut drop, data);
+                let extra = cosign::drop_annotations(&drop)
+                    .map_err(|e| TreeError::of_attach(&e, format!("{shown}: {e}")))?;
+                let current = entry.annotations();
+                if extra.iter().all(|(k, v)| current.get(k) == Some(v)) {
+                    return Ok(());
+                }
+                let Origin::Tag(ref_name) = &entry.origin else {
+                    return Err(self.denied(
+                        dir,
+                        "only entries stored as _cosign: images can take new annotations",
+                    ));
+                };
+                let (ref_name, layer_index, digest) =
+                    (ref_name.clone(), entry.layer_index, entry.layer.digest);
+                self.check_unchanged()?;
+                let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+                match cosign::amend(writer, &ref_name, layer_index, &digest, &extra) {
+                    Ok(AttachOutcome::Unchanged) => Ok(()),
+                    Ok(AttachOutcome::Attached) => {
+                        log::info!("{shown}: annotations {:?} added", extra.keys());
+                        self.committed_to_image()
+                    }
+                    Err(e) => {
+                        self.reopen_writer();
+                        Err(TreeError::of_attach(&e, format!("{shown}: {e}")))
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn remove_entry(&mut self, id: EntryId) -> Result<(), TreeError> {
+        let Some((dir, entry)) = self.resolve(id) else {
+            return Err(TreeError::NoInode(0));
+        };
+        let shown = format!("cosign/{}", entry.name);
+        let Origin::Tag(ref_name) = &entry.origin else {
+            return Err(self.denied(dir, "only entries stored as _cosign: images can be removed"));
+        };
+        let (ref_name, layer_index, digest) =
+            (ref_name.clone(), entry.layer_index, entry.layer.digest);
+        self.check_unchanged()?;
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
+        if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
+            self.reopen_writer();
+            return Err(TreeError::of_attach(&e, format!("{shown}: {e}")));
+        }
+        log::info!("{shown}: removed ({ref_name} layer {layer_index})");
+        self.staging.hidden.remove(&id);
+        self.committed_to_image()?;
+        // Names that stood for the removed entry go with it.
+        let gone: Vec<String> = self
+            .staging
+            .aliases
+            .iter()
+            .filter(|(_, a)| self.resolve(a.entry).is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.staging.aliases.remove(&name);
+        }
+        self.staging
+            .top
+            .retain(|_, g| !matches!(g.state, GroupState::Committed(e) if e == id));
+        Ok(())
+    }
+}

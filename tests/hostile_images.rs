@@ -584,7 +584,7 @@ fn walk(v: &Volume) -> Result<Walked, String> {
                         let n = match v.read_at(e.ino, opened.fh, off, &mut buf) {
                             Ok(n) => n,
                             Err(TreeError::NotItsBytes(why)) => {
-                                w.not_its_bytes.push((shown(name), why));
+                                w.not_its_bytes.push((shown(name), why.to_string()));
                                 off = attr.size;
                                 break;
                             }

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::names::{self, UniqueNames};
 use super::{
-    sif_json, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, TreeOptions, ROOT,
+    sif_json, Because, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, TreeOptions,
+    ROOT,
 };
 use crate::cosign;
 use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif};
@@ -81,8 +82,8 @@ pub(super) fn build(
             sif
         }
         ImageKind::OciSif { .. } => {
-            let oci =
-                OciSif::from_sif(sif).map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+            let oci = OciSif::from_sif(sif)
+                .map_err(|e| TreeError::Open(Because::with(format!("{shown}: {e}"), e)))?;
             b.oci(&oci);
             oci.into_sif()
         }
@@ -90,7 +91,7 @@ pub(super) fn build(
 
     let image_len = sif
         .file_len()
-        .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+        .map_err(|e| TreeError::Open(Because::with(format!("{shown}: {e}"), e)))?;
     if b.dropped_warnings > 0 {
         let more = format!("{shown}: {} more warnings not shown", b.dropped_warnings);
         b.report.warnings.push(more);

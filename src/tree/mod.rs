@@ -9,6 +9,7 @@
 
 mod build;
 mod cosign_dir;
+mod error;
 mod inodes;
 mod names;
 mod sif_json;
@@ -21,6 +22,7 @@ use crate::cosign;
 use crate::sif::SifImage;
 
 pub use build::BuildReport;
+pub use error::{Because, TreeError};
 pub use inodes::InodeTable;
 
 /// What a tree shows beyond the image itself.
@@ -89,95 +91,6 @@ pub struct FsStats {
     pub files: u64,
     pub block_size: u32,
     pub max_name_len: u32,
-}
-
-/// Why a tree operation failed. The mount maps each to an errno in one place.
-#[derive(Debug, thiserror::Error)]
-pub enum TreeError {
-    #[error("{0}")]
-    Open(String),
-    #[error("no inode {0}")]
-    NoInode(Ino),
-    #[error("no entry {name:?} in directory inode {parent}")]
-    NotFound { parent: Ino, name: String },
-    #[error("inode {0} is not a directory")]
-    NotDir(Ino),
-    #[error("inode {0} is a directory")]
-    IsDir(Ino),
-    #[error("inode {0} is not a regular file")]
-    NotFile(Ino),
-    #[error("inode {0} is not a symbolic link")]
-    NotSymlink(Ino),
-    /// A change outside `/cosign`, or on a read-only mount (EROFS).
-    #[error("read-only: changes are taken only under /cosign of a read-write mount")]
-    ReadOnly,
-    #[error("{0}: already exists")]
-    Exists(String),
-    #[error("directory inode {0} is not empty")]
-    NotEmpty(Ino),
-    /// A dropped file or name that cannot be accepted (EINVAL), with the reason.
-    #[error("{0}")]
-    Rejected(String),
-    /// A change to something committed, or not allowed there (EPERM).
-    #[error("{0}")]
-    Denied(String),
-    /// A staged file over the size limit (EFBIG).
-    #[error("{0}")]
-    TooLarge(String),
-    /// No room for what was asked (ENOSPC).
-    #[error("{0}")]
-    NoSpace(String),
-    /// Updating the image failed (EIO); the image holds its previous state.
-    #[error("{0}")]
-    Update(String),
-    /// The image was changed by another program while mounted (ESTALE): writing over
-    /// its change would corrupt it.
-    #[error("{0}")]
-    Stale(String),
-    /// The object a read was of is no longer where the tree says (another writer changed
-    /// the image since the tree was built): the bytes read are not served (ESTALE).
-    #[error("{0}")]
-    Changed(String),
-    /// The bytes where an object lies do not have the digest it is named by (another
-    /// program is writing the image, or it is damaged): they are not served (EIO).
-    #[error("{0}")]
-    NotItsBytes(String),
-    #[error("{path}: cannot read {what}: {source}")]
-    Read {
-        path: String,
-        what: String,
-        source: std::io::Error,
-    },
-}
-
-impl TreeError {
-    /// The one conversion of a refused attach, amend or detach: the kind of refusal
-    /// decides the variant (and so the errno), `message` says what was refused and why.
-    pub fn of_attach(e: &cosign::AttachError, message: String) -> TreeError {
-        use cosign::AttachError;
-        match e {
-            AttachError::Invalid { .. } => TreeError::Rejected(message),
-            AttachError::Conflict { .. } | AttachError::NotFound { .. } => {
-                TreeError::Denied(message)
-            }
-            AttachError::Full { .. } => TreeError::NoSpace(message),
-            AttachError::Oci(_) if os_error(e) == Some(libc::ENOSPC) => TreeError::NoSpace(message),
-            AttachError::Oci(_) => TreeError::Update(message),
-        }
-    }
-}
-
-/// The OS error at the bottom of `e`'s chain of causes, if any: a full disk should say
-/// ENOSPC, not EIO.
-fn os_error(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return io.raw_os_error();
-        }
-        cause = c.source();
-    }
-    None
 }
 
 /// What a regular file holds.
@@ -305,9 +218,12 @@ impl Tree {
             .and_then(|f| crate::sif::PublishLock::take(f, false));
         let fingerprint = file.and_then(|f| crate::sif::fingerprint(&f));
         let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
-            .map_err(|e| TreeError::Open(e.to_string()))?;
+            .map_err(|e| TreeError::Open(Because::with(e.to_string(), e)))?;
         let fingerprint = fingerprint.map_err(|e| {
-            TreeError::Open(format!("{}: cannot read the header: {e}", path.display()))
+            TreeError::Open(Because::with(
+                format!("{}: cannot read the header: {e}", path.display()),
+                e,
+            ))
         })?;
         let table_place = sif.header().encode()[96..112]
             .try_into()
@@ -580,12 +496,15 @@ impl Tree {
         };
         let got = crate::sif::Digest::of(&bytes);
         if got != want {
-            return Err(TreeError::NotItsBytes(format!(
-                "{}: inode {ino}: the {size} bytes at offset {start} have digest {got}, not \
+            return Err(TreeError::NotItsBytes(
+                format!(
+                    "{}: inode {ino}: the {size} bytes at offset {start} have digest {got}, not \
                  the {want} the image names them by (another program writing the image, \
                  or a damaged one); not served",
-                self.path.display()
-            )));
+                    self.path.display()
+                )
+                .into(),
+            ));
         }
         let bytes: std::sync::Arc<[u8]> = bytes.into();
         self.verified.keep(start, identity, bytes.clone());
@@ -593,11 +512,14 @@ impl Tree {
     }
 
     fn moved(&self, ino: Ino, start: u64) -> TreeError {
-        TreeError::Changed(format!(
-            "{}: inode {ino}: the image changed (another writer), and its object is no \
+        TreeError::Changed(
+            format!(
+                "{}: inode {ino}: the image changed (another writer), and its object is no \
              longer at offset {start}",
-            self.path.display()
-        ))
+                self.path.display()
+            )
+            .into(),
+        )
     }
 
     /// The descriptor in `slot`, when the image's header still puts the table where it

@@ -62,13 +62,13 @@ impl State {
             return Err(refusal.error());
         }
         let (drop, payload_complete) = self.gather(group);
-        let fail = |st: &mut State, e: &AttachError| {
+        let fail = |st: &mut State, e: AttachError| {
             let reason = format!("{shown}: {e}");
             st.set_state(group, GroupState::Failed(reason.clone()));
             TreeError::of_attach(e, reason)
         };
         if let Err(e) = cosign::drop_annotations(&drop) {
-            return Err(fail(self, &e));
+            return Err(fail(self, e));
         }
         if !payload_complete {
             self.set_state(group, GroupState::Pending);
@@ -90,7 +90,7 @@ impl State {
                 self.set_state(group, GroupState::Pending);
                 return Ok(());
             }
-            Err(e) => return Err(fail(self, &e)),
+            Err(e) => return Err(fail(self, e)),
         };
         let outcome = cosign::attach(writer, &attachment);
         let id = EntryId {
@@ -108,7 +108,7 @@ impl State {
             }
             Err(e) => {
                 self.reopen_writer();
-                return Err(fail(self, &e));
+                return Err(fail(self, e));
             }
         }
         log::info!(
@@ -157,11 +157,14 @@ impl State {
         data: Vec<u8>,
     ) -> Result<(), TreeError> {
         let Some((dir, entry)) = self.resolve(id) else {
-            return Err(TreeError::Denied(format!(
-                "cosign: the {} entry for payload {} is no longer in the image",
-                id.kind.short_name(),
-                id.payload
-            )));
+            return Err(TreeError::Denied(
+                format!(
+                    "cosign: the {} entry for payload {} is no longer in the image",
+                    id.kind.short_name(),
+                    id.payload
+                )
+                .into(),
+            ));
         };
         let shown = format!("cosign/{}", entry.name);
         match role {
@@ -176,8 +179,10 @@ impl State {
             _ => {
                 let mut drop = DropFiles::default();
                 role.fill(&mut drop, data);
-                let extra = cosign::drop_annotations(&drop)
-                    .map_err(|e| TreeError::of_attach(&e, format!("{shown}: {e}")))?;
+                let extra = cosign::drop_annotations(&drop).map_err(|e| {
+                    let message = format!("{shown}: {e}");
+                    TreeError::of_attach(e, message)
+                })?;
                 let current = entry.annotations();
                 if extra.iter().all(|(k, v)| current.get(k) == Some(v)) {
                     return Ok(());
@@ -200,7 +205,10 @@ impl State {
                     }
                     Err(e) => {
                         self.reopen_writer();
-                        Err(TreeError::of_attach(&e, format!("{shown}: {e}")))
+                        Err({
+                            let message = format!("{shown}: {e}");
+                            TreeError::of_attach(e, message)
+                        })
                     }
                 }
             }
@@ -221,7 +229,10 @@ impl State {
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
             self.reopen_writer();
-            return Err(TreeError::of_attach(&e, format!("{shown}: {e}")));
+            return Err({
+                let message = format!("{shown}: {e}");
+                TreeError::of_attach(e, message)
+            });
         }
         log::info!("{shown}: removed ({ref_name} layer {layer_index})");
         self.staging.hidden.remove(&id);

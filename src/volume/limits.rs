@@ -56,11 +56,14 @@ impl Limits {
         if more == 0 || st.staged_bytes(handles).saturating_add(more) <= max {
             return Ok(());
         }
-        let e = TreeError::NoSpace(format!(
-            "{}: staged files under cosign/ would hold more than {max} bytes together \
+        let e = TreeError::NoSpace(
+            format!(
+                "{}: staged files under cosign/ would hold more than {max} bytes together \
              (-o max_staged_total=); remove staged or refused files first",
-            st.path_of(ino)
-        ));
+                st.path_of(ino)
+            )
+            .into(),
+        );
         log::warn!("{e}");
         Err(e)
     }
@@ -72,11 +75,14 @@ impl Limits {
         if st.staging.files.len() + st.staging.dirs.len() < max {
             return Ok(());
         }
-        let e = TreeError::NoSpace(format!(
-            "{}/{name}: cosign/ already holds {max} staged files and directories \
+        let e = TreeError::NoSpace(
+            format!(
+                "{}/{name}: cosign/ already holds {max} staged files and directories \
              (-o max_staged_files=); remove staged or refused ones first",
-            st.path_of(parent)
-        ));
+                st.path_of(parent)
+            )
+            .into(),
+        );
         log::warn!("{e}");
         Err(e)
     }

@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::oci::OciSif;
 use crate::sif::{canonical_image_path, OpenMode, WriterLock};
-use crate::tree::{BuildReport, Ino, InodeTable, Tree, TreeError, TreeOptions};
+use crate::tree::{Because, BuildReport, Ino, InodeTable, Tree, TreeError, TreeOptions};
 
 pub use limits::{DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE, DEFAULT_MAX_STAGED_TOTAL};
 pub use write::Refused;
@@ -148,13 +148,17 @@ impl Volume {
         // Lock, then open for writing (which finishes an interrupted update), then read
         // the tree: in that order, the tree shows what the writer will write over.
         let (lock, writer) = if options.writable {
-            let lock = WriterLock::acquire(path).map_err(|e| TreeError::Open(e.to_string()))?;
+            let lock = WriterLock::acquire(path)
+                .map_err(|e| TreeError::Open(Because::with(e.to_string(), e)))?;
             let writer = OciSif::open(path, OpenMode::ReadWrite)
-                .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?;
+                .map_err(|e| TreeError::Open(Because::with(format!("{shown}: {e}"), e)))?;
             if writer.sif().storage().identity() != Some(lock.identity()) {
-                return Err(TreeError::Open(format!(
-                    "{shown}: replaced by another file while it was being opened; try again"
-                )));
+                return Err(TreeError::Open(
+                    format!(
+                        "{shown}: replaced by another file while it was being opened; try again"
+                    )
+                    .into(),
+                ));
             }
             (Some(lock), Some(writer))
         } else {
@@ -164,7 +168,7 @@ impl Volume {
             Some(w) => w
                 .sif()
                 .file_len()
-                .map_err(|e| TreeError::Open(format!("{shown}: {e}")))?,
+                .map_err(|e| TreeError::Open(Because::with(format!("{shown}: {e}"), e)))?,
             None => 0,
         };
         // The first tree keeps the numbers it was built with; they enter the inode table

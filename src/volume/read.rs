@@ -342,10 +342,13 @@ impl Volume {
         out.clear();
         let st = self.state();
         let gone = |what: &str| {
-            TreeError::Stale(format!(
-                "{}: inode {ino}, open for reading, {what}",
-                st.path.display()
-            ))
+            TreeError::Stale(
+                format!(
+                    "{}: inode {ino}, open for reading, {what}",
+                    st.path.display()
+                )
+                .into(),
+            )
         };
         if !self.writable && fh == 0 {
             // Straight to the tree: nothing is staged and nothing was opened with a

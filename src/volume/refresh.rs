@@ -9,7 +9,7 @@ use super::staging::EntryId;
 use super::State;
 use crate::oci::OciSif;
 use crate::sif::{changed_on_disk, OpenMode};
-use crate::tree::{Kind, Tree, TreeError, TreeOptions};
+use crate::tree::{Because, Kind, Tree, TreeError, TreeOptions};
 
 impl State {
     /// Refuses to write when the file is no longer what this volume last saw: writing
@@ -21,11 +21,14 @@ impl State {
             self.foreign_change = self.not_the_held_file();
         }
         if let Some(what) = &self.foreign_change {
-            return Err(TreeError::Stale(format!(
-                "{}: changed by another program while mounted ({what}); nothing was \
+            return Err(TreeError::Stale(
+                format!(
+                    "{}: changed by another program while mounted ({what}); nothing was \
                  written, and nothing will be until it is mounted again",
-                self.path.display()
-            )));
+                    self.path.display()
+                )
+                .into(),
+            ));
         }
         let Some(what) =
             (self.writer.as_ref()).and_then(|w| changed_on_disk(w.sif(), self.expected_len))
@@ -43,11 +46,14 @@ impl State {
                 "and it cannot be read yet ({e}): do it again once the other program is done"
             ),
         };
-        Err(TreeError::Stale(format!(
-            "{}: changed by another program while this change was being made ({what}); \
+        Err(TreeError::Stale(
+            format!(
+                "{}: changed by another program while this change was being made ({what}); \
              nothing was written; {now}",
-            self.path.display()
-        )))
+                self.path.display()
+            )
+            .into(),
+        ))
     }
 
     /// Shows what another program (SingularityCE, siftool) wrote to the image in place,
@@ -75,15 +81,17 @@ impl State {
             return Ok(false);
         }
         let writer = OciSif::open(&self.path, OpenMode::ReadWrite).map_err(|e| {
-            TreeError::Stale(format!(
-                "{}: changed by another program, and cannot be read as it is now: {e}",
-                self.path.display()
-            ))
+            TreeError::Stale(
+                format!(
+                    "{}: changed by another program, and cannot be read as it is now: {e}",
+                    self.path.display()
+                )
+                .into(),
+            )
         })?;
-        let expected_len = writer
-            .sif()
-            .file_len()
-            .map_err(|e| TreeError::Update(format!("{}: {e}", self.path.display())))?;
+        let expected_len = writer.sif().file_len().map_err(|e| {
+            TreeError::Update(Because::with(format!("{}: {e}", self.path.display()), e))
+        })?;
         let tree = open_tree(&self.path, &self.tree_options)?;
         self.writer = Some(writer);
         self.expected_len = expected_len;
@@ -122,21 +130,23 @@ impl State {
         // a file no longer at the path. Say so rather than show the other file's tree
         // as if the update were in it.
         if let Some(how) = self.not_the_held_file() {
-            let e = TreeError::Stale(format!(
-                "{}: changed by another program while mounted ({how}); the update was \
+            let e = TreeError::Stale(
+                format!(
+                    "{}: changed by another program while mounted ({how}); the update was \
                  written to the file this mount holds, which no longer has that name, and \
                  nothing will be written until it is mounted again",
-                self.path.display()
-            ));
+                    self.path.display()
+                )
+                .into(),
+            );
             self.foreign_change = Some(how);
             return Err(e);
         }
         // The update was fsynced as it committed (src/sif/journal.rs).
         if let Some(w) = &self.writer {
-            self.expected_len = w
-                .sif()
-                .file_len()
-                .map_err(|e| TreeError::Update(format!("{}: {e}", self.path.display())))?;
+            self.expected_len = w.sif().file_len().map_err(|e| {
+                TreeError::Update(Because::with(format!("{}: {e}", self.path.display()), e))
+            })?;
         }
         self.show(open_tree(&self.path, &self.tree_options)?);
         Ok(())

@@ -80,7 +80,7 @@ pub(super) enum Refusal {
 impl Refusal {
     pub(super) fn of(e: &TreeError) -> Refusal {
         match e {
-            TreeError::NoSpace(m) => Refusal::NoSpace(m.clone()),
+            TreeError::NoSpace(m) => Refusal::NoSpace(m.to_string()),
             other => Refusal::TooLarge(other.to_string()),
         }
     }
@@ -93,8 +93,8 @@ impl Refusal {
 
     pub(super) fn error(&self) -> TreeError {
         match self {
-            Refusal::TooLarge(m) => TreeError::TooLarge(m.clone()),
-            Refusal::NoSpace(m) => TreeError::NoSpace(m.clone()),
+            Refusal::TooLarge(m) => TreeError::TooLarge(m.clone().into()),
+            Refusal::NoSpace(m) => TreeError::NoSpace(m.clone().into()),
         }
     }
 }

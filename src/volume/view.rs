@@ -360,10 +360,9 @@ impl State {
     pub(super) fn new_name(&self, parent: Ino, name: &[u8]) -> Result<String, TreeError> {
         let shown = String::from_utf8_lossy(name).into_owned();
         let name = std::str::from_utf8(name).map_err(|_| {
-            TreeError::Rejected(format!(
-                "{}/{shown}: names must be UTF-8",
-                self.path_of(parent)
-            ))
+            TreeError::Rejected(
+                format!("{}/{shown}: names must be UTF-8", self.path_of(parent)).into(),
+            )
         })?;
         if self.lookup(parent, name.as_bytes()).is_ok() {
             return Err(TreeError::Exists(format!(
@@ -381,7 +380,7 @@ impl State {
         name: &str,
     ) -> Result<(Group, Role), TreeError> {
         let rejected = |reason: String| {
-            TreeError::Rejected(format!("{}/{name}: {reason}", self.path_of(parent)))
+            TreeError::Rejected(format!("{}/{name}: {reason}", self.path_of(parent)).into())
         };
         if Some(parent) == self.tree.cosign_dir() {
             let (base, role) = roles::top_level_role(name).map_err(rejected)?;
@@ -416,13 +415,16 @@ impl State {
     }
 
     pub(super) fn denied(&self, ino: Ino, reason: &str) -> TreeError {
-        TreeError::Denied(format!("{}: {reason}", self.path_of(ino)))
+        TreeError::Denied(format!("{}: {reason}", self.path_of(ino)).into())
     }
 
     pub(super) fn too_large(&self, ino: Ino, max: u64) -> TreeError {
-        TreeError::TooLarge(format!(
-            "{}: over the size limit of {max} bytes for staged files (-o max_staged=)",
-            self.path_of(ino)
-        ))
+        TreeError::TooLarge(
+            format!(
+                "{}: over the size limit of {max} bytes for staged files (-o max_staged=)",
+                self.path_of(ino)
+            )
+            .into(),
+        )
     }
 }

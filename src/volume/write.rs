@@ -40,7 +40,7 @@ impl Volume {
             Refused::HardLink => "hard links are not taken",
             Refused::TruncateReadOnly => "O_TRUNC needs the file opened for writing",
         };
-        TreeError::Denied(what.to_string())
+        TreeError::Denied(what.to_string().into())
     }
 
     fn check_writable(&self) -> Result<(), TreeError> {
@@ -89,10 +89,9 @@ impl Volume {
                 OpenHandle::Session { entry, role, data }
             }
             Node::Error(_) => {
-                return Err(TreeError::Denied(format!(
-                    "{}: the error file is written by sifmount",
-                    st.path_of(ino)
-                )))
+                return Err(TreeError::Denied(
+                    format!("{}: the error file is written by sifmount", st.path_of(ino)).into(),
+                ))
             }
             Node::StagedDir(_) => return Err(TreeError::IsDir(ino)),
             Node::Alias(_) => return Err(TreeError::NotFile(ino)),
@@ -254,7 +253,7 @@ impl Volume {
         }
         let name = st.new_name(parent, name)?;
         roles::check_dir_name(&name)
-            .map_err(|reason| TreeError::Rejected(format!("cosign/{name}: {reason}")))?;
+            .map_err(|reason| TreeError::Rejected(format!("cosign/{name}: {reason}").into()))?;
         self.limits.check_count(&st, parent, &name)?;
         let ino = st.table.fresh();
         let error_ino = st.table.fresh();

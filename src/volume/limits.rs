@@ -53,7 +53,7 @@ impl Limits {
         more: u64,
     ) -> Result<(), TreeError> {
         let max = self.total;
-        if more == 0 || st.staged_bytes(handles).saturating_add(more) <= max {
+        if more == 0 || staged_bytes(st, handles).saturating_add(more) <= max {
             return Ok(());
         }
         let e = TreeError::NoSpace(
@@ -86,4 +86,10 @@ impl Limits {
         log::warn!("{e}");
         Err(e)
     }
+}
+
+/// The bytes `/cosign` holds in memory: staged files and open write sessions.
+fn staged_bytes(st: &State, handles: &Handles) -> u64 {
+    let files: u64 = st.staging.files.values().map(|f| f.data.len() as u64).sum();
+    files + handles.session_bytes()
 }

@@ -33,6 +33,7 @@ mod roles;
 mod staging;
 mod turns;
 mod view;
+mod writability;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,7 @@ use crate::sif::{canonical_image_path, OpenMode, WriterLock};
 use crate::tree::{Because, BuildReport, Ino, InodeTable, Tree, TreeError, TreeOptions};
 
 pub use limits::{DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE, DEFAULT_MAX_STAGED_TOTAL};
+pub use writability::why_read_only;
 pub use write::Refused;
 
 use handles::Handles;

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::handles::Handles;
 use super::roles::Role;
 use super::State;
 use crate::cosign::{self, DropFiles, EntryKind};
@@ -130,17 +129,6 @@ pub(super) struct Staging {
 }
 
 impl State {
-    /// The bytes `/cosign` holds in memory: staged files and open write sessions.
-    pub(super) fn staged_bytes(&self, handles: &Handles) -> u64 {
-        let files: u64 = self
-            .staging
-            .files
-            .values()
-            .map(|f| f.data.len() as u64)
-            .sum();
-        files + handles.session_bytes()
-    }
-
     /// One handle of a staged file closed: an unlisted file is forgotten with its last.
     pub(super) fn closed(&mut self, ino: Ino) {
         if let Some(f) = self.staging.files.get_mut(&ino) {

@@ -19,7 +19,7 @@ use fatal::{one_line, Fatal};
 use sifmount::cosign::PublicKey;
 use sifmount::tree::TreeOptions;
 use sifmount::volume::{
-    Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
+    why_read_only, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
     DEFAULT_MAX_STAGED_TOTAL,
 };
 
@@ -154,7 +154,14 @@ fn mount(
         .map(|p| PublicKey::load(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Fatal::failure(e.to_string()))?;
-    let writable = !parsed.read_only && image_is_writable(image);
+    let writable = !parsed.read_only
+        && match why_read_only(image) {
+            None => true,
+            Some(why) => {
+                log::info!("{}: {why}: mounting read-only", image.display());
+                false
+            }
+        };
     let (volume, report) = Volume::open(
         image,
         VolumeOptions {
@@ -216,59 +223,6 @@ fn recover(image: &Path) -> Result<ExitCode, Fatal> {
     };
     println!("{}: {what}", image.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether the image can be opened for writing: an OCI-SIF file we may write to. A
-/// read-only file, file system or native SIF is mounted read-only, with a note, because
-/// mount(8) passes `rw` to every helper that is not told `ro`. A file with no write bit
-/// counts as read-only even for root, who could open it anyway: someone made it so.
-fn image_is_writable(image: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let has_write_bit = std::fs::metadata(image).is_ok_and(|m| m.permissions().mode() & 0o222 != 0);
-    // access(2), not a trial open: an image mounted read-only is never opened for writing.
-    let writable = has_write_bit && {
-        use std::os::unix::ffi::OsStrExt;
-        std::ffi::CString::new(image.as_os_str().as_bytes())
-            .is_ok_and(|c| sifmount::sys::may_write(&c))
-    };
-    if !writable {
-        log::info!("{}: not writable: mounting read-only", image.display());
-        return false;
-    }
-    // Updates are journaled beside the image (IMAGE.sifmount-journal).
-    let dir = match image.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir_writable = {
-        use std::os::unix::ffi::OsStrExt;
-        std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .is_ok_and(|c| sifmount::sys::may_write(&c))
-    };
-    if !dir_writable {
-        log::info!(
-            "{}: its directory is not writable, and updates are journaled there: mounting \
-             read-only",
-            image.display()
-        );
-        return false;
-    }
-    let oci = match sifmount::sif::SifImage::open(image, sifmount::sif::OpenMode::ReadOnly) {
-        // A crash interrupted an update: the read-write open finishes it (under the lock).
-        Err(e) if matches!(e.kind(), sifmount::sif::SifError::PendingUpdate { .. }) => return true,
-        other => other,
-    }
-    .map(|sif| {
-        matches!(
-            sifmount::oci::ImageKind::of(&sif),
-            sifmount::oci::ImageKind::OciSif { .. }
-        )
-    })
-    .unwrap_or(false);
-    if !oci {
-        log::info!("{}: not an OCI-SIF: mounting read-only", image.display());
-    }
-    oci
 }
 
 /// Standard output that treats a closed pipe (`sifmount --inspect x | head`) as the end

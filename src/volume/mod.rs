@@ -12,7 +12,7 @@
 //! [`InodeTable`], so an inode never changes what it holds and the kernel's caches can
 //! never serve stale bytes.
 //!
-//! One lock guards the [`State`]: reads share it, changes take it alone, so a read never
+//! One lock guards the `State`: reads share it, changes take it alone, so a read never
 //! sees an image half-way through an update; turns at it are phase-fair (`turns.rs`), so
 //! a stream of attaches cannot shut readers out. What is open lives beside it, in one
 //! table (`handles.rs`): files keep reading what they opened after a commit replaced

@@ -30,7 +30,8 @@
 
 use super::descriptor::{Descriptor, DESCRIPTOR_SIZE};
 use super::error::{Result, SifError};
-use super::image::{ChangeTime, SifImage, MAX_DESCRIPTORS};
+use super::header::MAX_DESCRIPTORS;
+use super::image::{ChangeTime, SifImage};
 use super::slots::Slots;
 
 /// Slots a growth adds at the least.
@@ -80,10 +81,14 @@ impl SifImage {
                 new_offset: old_offset,
             });
         }
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(move |s| s.ensure_free_slots(needed, time));
-        }
+        self.change(move |s| s.grow_table(needed, time))
+    }
+
+    /// Grows the table so that `needed` slots are free; `ensure_free_slots` found fewer.
+    fn grow_table(&mut self, needed: usize, time: ChangeTime) -> Result<Growth> {
+        let old_total = self.slots.len();
+        let old_offset = self.header.descriptors_offset;
+        let free = self.free_slots();
         let used = old_total - free;
         let limit = MAX_DESCRIPTORS as usize;
         let insufficient = || SifError::InsufficientCapacity {

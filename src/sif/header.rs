@@ -8,6 +8,9 @@ pub const HEADER_SIZE: usize = 128;
 pub const MAGIC: &[u8; 10] = b"SIF_MAGIC\0";
 pub const VERSION: &[u8; 3] = b"01\0";
 pub const LAUNCH_SCRIPT_MAX: usize = 31;
+/// The largest descriptor table accepted on open: a million slots is a 585 MB table, far
+/// beyond any real image, and bounds what a hostile header can make us allocate.
+pub const MAX_DESCRIPTORS: i64 = 1 << 20;
 
 /// The global header, field for field as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,12 +4,11 @@
 //! whole descriptor table, then the header. Checks that can fail are made before anything
 //! is written, so an operation that returns an error has not changed the image.
 //!
-//! Why this file is long: it is the reference library's set of operations on one type
-//! (open, create, add, delete, set, with their checks), each needing the same header,
-//! table and validation; the transaction journal (`journal.rs`), table growth (`grow.rs`)
-//! and slot bookkeeping (`slots.rs`) are already apart.
+//! Here are the reference library's operations on one type (open, create, add, delete,
+//! set, with their checks). Apart from them: the checks of a header and table read from
+//! storage (`validate.rs`), how a change becomes atomic and durable (`journal.rs`), table
+//! growth (`grow.rs`) and slot bookkeeping (`slots.rs`).
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::path::Path;
@@ -20,20 +19,18 @@ use super::descriptor::{
 };
 use super::digest::{Digest, Hasher};
 use super::error::{Result, SifError};
-use super::header::{Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, VERSION};
-use super::journal::Journaling;
+use super::header::{Header, LAUNCH_SCRIPT_MAX, MAGIC, MAX_DESCRIPTORS, VERSION};
 use super::journal_file::FileJournal;
+use super::journal_store::Journaling;
 use super::slots::Slots;
 use super::storage::Storage;
+use super::validate::{read_header, read_table, validate_descriptors};
 use super::{EXTRA_LEN, NAME_LEN, ZERO_TIME};
 
 /// Slots in a new image unless asked otherwise (the reference library's default).
 pub const DEFAULT_CAPACITY: i64 = 48;
 /// Where the descriptor table starts in every image the reference library writes.
 pub const DEFAULT_DESCRIPTORS_OFFSET: i64 = 4096;
-/// The largest descriptor table accepted on open: a million slots is a 585 MB table, far
-/// beyond any real image, and bounds what a hostile header can make us allocate.
-pub const MAX_DESCRIPTORS: i64 = 1 << 20;
 
 /// Copy buffer for object data.
 const COPY_CHUNK: usize = 1 << 20;
@@ -248,7 +245,8 @@ pub struct SifImage {
     /// Every slot of the table, used or not, in table order.
     pub(super) slots: Slots,
     mode: OpenMode,
-    /// The update journal and the running transaction (`journal.rs`).
+    /// The update journal and the running transaction (`journal_store.rs`; driven by
+    /// `journal.rs`).
     pub(super) journal: Journaling,
 }
 
@@ -525,16 +523,13 @@ impl SifImage {
     /// Adds an object in the first free slot (`AddObject`). Nothing is written when the
     /// object cannot be added.
     pub fn add_object(&mut self, obj: ObjectInput<'_>, opts: AddOptions) -> Result<u32> {
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(move |s| s.add_object(obj, opts));
-        }
-        self.check_writable()?;
-        let t = self.change_time(opts);
-        let id = self.place_object(obj, t)?;
-        self.header.modified_at = t;
-        self.write_table_and_header()?;
-        Ok(id)
+        self.change(move |s| {
+            let t = s.change_time(opts);
+            let id = s.place_object(obj, t)?;
+            s.header.modified_at = t;
+            s.write_table_and_header()?;
+            Ok(id)
+        })
     }
 
     /// Deletes every used object that `select` matches (`DeleteObjects`); returns how many.
@@ -543,41 +538,38 @@ impl SifImage {
         select: impl Fn(&Descriptor) -> bool,
         opts: DeleteOptions,
     ) -> Result<usize> {
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(move |s| s.delete_objects(select, opts));
-        }
-        self.check_writable()?;
-        let doomed: Vec<usize> = self
-            .descriptors()
-            .filter(|(_, d)| select(d))
-            .map(|(i, _)| i)
-            .collect();
-        if doomed.is_empty() {
-            return Err(SifError::ObjectNotFound);
-        }
-        let t = self.change_time(opts.time);
-        for &i in &doomed {
-            let d = &self.slots[i];
-            if opts.zero {
-                self.write_zeros(d.offset as u64, d.size as u64)?;
+        self.change(move |s| {
+            let doomed: Vec<usize> = s
+                .descriptors()
+                .filter(|(_, d)| select(d))
+                .map(|(i, _)| i)
+                .collect();
+            if doomed.is_empty() {
+                return Err(SifError::ObjectNotFound);
             }
-            if d.is_primary_partition() {
-                self.header.arch = *b"00\0";
+            let t = s.change_time(opts.time);
+            for &i in &doomed {
+                let d = &s.slots[i];
+                if opts.zero {
+                    s.write_zeros(d.offset as u64, d.size as u64)?;
+                }
+                if d.is_primary_partition() {
+                    s.header.arch = *b"00\0";
+                }
+                s.slots[i] = Descriptor::unused();
+                s.header.descriptors_free += 1;
             }
-            self.slots[i] = Descriptor::unused();
-            self.header.descriptors_free += 1;
-        }
-        self.header.modified_at = t;
-        if opts.compact {
-            let end = self.data_end();
-            self.header.data_size = end - self.header.data_offset;
-            self.storage
-                .set_len(end as u64)
-                .map_err(|e| SifError::io("cannot truncate image", e))?;
-        }
-        self.write_table_and_header()?;
-        Ok(doomed.len())
+            s.header.modified_at = t;
+            if opts.compact {
+                let end = s.data_end();
+                s.header.data_size = end - s.header.data_offset;
+                s.storage
+                    .set_len(end as u64)
+                    .map_err(|e| SifError::io("cannot truncate image", e))?;
+            }
+            s.write_table_and_header()?;
+            Ok(doomed.len())
+        })
     }
 
     /// Deletes the object with this ID (`DeleteObject`).
@@ -591,78 +583,69 @@ impl SifImage {
     /// Makes a system partition the primary one, demoting any current primary
     /// (`SetPrimPart`).
     pub fn set_primary_partition(&mut self, id: u32, opts: SetOptions) -> Result<()> {
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(|s| s.set_primary_partition(id, opts));
-        }
-        self.check_writable()?;
-        let slot = self.slot_of(id)?;
-        let (fs, pt, arch) = self.slots[slot]
-            .partition()
-            .ok_or(SifError::NotPartition { id })?;
-        if pt == part_type::PRIM_SYS {
-            return Ok(());
-        }
-        if pt != part_type::SYSTEM {
-            return Err(SifError::NotSystemPartition { id, part_type: pt });
-        }
-        let old = match self.find_one(|d| d.is_primary_partition()) {
-            Ok(d) => Some(self.slot_of(d.id)?),
-            Err(SifError::ObjectNotFound) => None,
-            Err(e) => return Err(e),
-        };
-        let t = self.change_time(opts);
-        if let Some(o) = old {
-            let (ofs, _, oarch) = self.slots[o]
+        self.change(|s| {
+            let slot = s.slot_of(id)?;
+            let (fs, pt, arch) = s.slots[slot]
                 .partition()
-                .expect("the primary partition is a partition");
-            self.set_extra(o, Extra::partition_raw(ofs, part_type::SYSTEM, oarch), t);
-        }
-        self.set_extra(slot, Extra::partition_raw(fs, part_type::PRIM_SYS, arch), t);
-        self.header.arch = arch;
-        self.header.modified_at = t;
-        self.write_table_and_header()
+                .ok_or(SifError::NotPartition { id })?;
+            if pt == part_type::PRIM_SYS {
+                return Ok(());
+            }
+            if pt != part_type::SYSTEM {
+                return Err(SifError::NotSystemPartition { id, part_type: pt });
+            }
+            let old = match s.find_one(|d| d.is_primary_partition()) {
+                Ok(d) => Some(s.slot_of(d.id)?),
+                Err(SifError::ObjectNotFound) => None,
+                Err(e) => return Err(e),
+            };
+            let t = s.change_time(opts);
+            if let Some(o) = old {
+                let (ofs, _, oarch) = s.slots[o]
+                    .partition()
+                    .expect("the primary partition is a partition");
+                s.set_extra(o, Extra::partition_raw(ofs, part_type::SYSTEM, oarch), t);
+            }
+            s.set_extra(slot, Extra::partition_raw(fs, part_type::PRIM_SYS, arch), t);
+            s.header.arch = arch;
+            s.header.modified_at = t;
+            s.write_table_and_header()
+        })
     }
 
     /// Replaces an object's metadata (`SetMetadata`).
     pub fn set_metadata(&mut self, id: u32, extra: Extra, opts: SetOptions) -> Result<()> {
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(move |s| s.set_metadata(id, extra, opts));
-        }
-        self.check_writable()?;
-        if let Extra::Other(v) = &extra {
-            if v.len() > EXTRA_LEN {
-                return Err(SifError::TooLong {
-                    what: "object metadata",
-                    len: v.len(),
-                    max: EXTRA_LEN,
-                });
+        self.change(move |s| {
+            if let Extra::Other(v) = &extra {
+                if v.len() > EXTRA_LEN {
+                    return Err(SifError::TooLong {
+                        what: "object metadata",
+                        len: v.len(),
+                        max: EXTRA_LEN,
+                    });
+                }
             }
-        }
-        let slot = self.slot_of(id)?;
-        let t = self.change_time(opts);
-        self.set_extra(slot, extra, t);
-        self.header.modified_at = t;
-        self.write_table_and_header()
+            let slot = s.slot_of(id)?;
+            let t = s.change_time(opts);
+            s.set_extra(slot, extra, t);
+            s.header.modified_at = t;
+            s.write_table_and_header()
+        })
     }
 
     /// Records a new digest for an OCI blob or root index without touching its bytes
     /// (`SetOCIBlobDigest`).
     pub fn set_oci_blob_digest(&mut self, id: u32, digest: Digest, opts: SetOptions) -> Result<()> {
-        // A journaled image makes every change atomic (journal.rs).
-        if self.journal.wants_transaction() {
-            return self.transaction(|s| s.set_oci_blob_digest(id, digest, opts));
-        }
-        self.check_writable()?;
-        let slot = self.slot_of(id)?;
-        if !self.slots[slot].data_type().is_oci() {
-            return Err(SifError::NotOciObject { id });
-        }
-        let t = self.change_time(opts);
-        self.set_extra(slot, Extra::OciDigest(digest), t);
-        self.header.modified_at = t;
-        self.write_table_and_header()
+        self.change(|s| {
+            let slot = s.slot_of(id)?;
+            if !s.slots[slot].data_type().is_oci() {
+                return Err(SifError::NotOciObject { id });
+            }
+            let t = s.change_time(opts);
+            s.set_extra(slot, Extra::OciDigest(digest), t);
+            s.header.modified_at = t;
+            s.write_table_and_header()
+        })
     }
 
     /// Makes everything written so far durable.
@@ -895,197 +878,6 @@ impl Extra {
             arch,
         }
     }
-}
-
-/// Header checks beyond the reference reader's (docs/FORMAT.md, Header).
-/// Reads the header of the image in `storage` and checks it; also gives the file's length.
-fn read_header(storage: &dyn Storage) -> Result<(Header, u64)> {
-    let len = storage
-        .len()
-        .map_err(|e| SifError::io("cannot read image size", e))?;
-    if len < HEADER_SIZE as u64 {
-        return Err(SifError::NotSif(format!(
-            "file is {len} bytes, shorter than the {HEADER_SIZE}-byte SIF header"
-        )));
-    }
-    let mut hb = [0u8; HEADER_SIZE];
-    storage
-        .read_exact_at(&mut hb, 0)
-        .map_err(|e| SifError::io("cannot read header", e))?;
-    let header = Header::decode(&hb);
-    header.check_identity()?;
-    validate_header(&header, len)?;
-    Ok((header, len))
-}
-
-/// Gives `each` the descriptor table of a checked header a chunk of decoded slots at a
-/// time: a 10,000-slot table is 6 MB as bytes and as much again decoded, and holding
-/// both at once would double a mount's peak memory.
-fn read_table(
-    storage: &dyn Storage,
-    header: &Header,
-    mut each: impl FnMut(&[Descriptor]),
-) -> Result<()> {
-    const CHUNK_SLOTS: usize = 1792;
-    let total = header.descriptors_total as usize;
-    let mut chunk = vec![0u8; total.min(CHUNK_SLOTS) * DESCRIPTOR_SIZE];
-    let mut decoded = Vec::with_capacity(total.min(CHUNK_SLOTS));
-    let mut done = 0;
-    while done < total {
-        let n = (total - done).min(CHUNK_SLOTS);
-        let bytes = &mut chunk[..n * DESCRIPTOR_SIZE];
-        let at = header.descriptors_offset as u64 + (done * DESCRIPTOR_SIZE) as u64;
-        storage
-            .read_exact_at(bytes, at)
-            .map_err(|e| SifError::io("cannot read descriptor table", e))?;
-        decoded.clear();
-        decoded.extend(bytes.chunks_exact(DESCRIPTOR_SIZE).map(Descriptor::decode));
-        each(&decoded);
-        done += n;
-    }
-    Ok(())
-}
-
-/// Calls `each` with every used descriptor of the image in `storage` and its slot, in
-/// slot order, without keeping the table: for documents made long after a mount read it
-/// (`/sif/descriptors.json`). The header is checked; the descriptors are not.
-pub fn for_each_used_descriptor(
-    storage: &dyn Storage,
-    mut each: impl FnMut(usize, &Descriptor),
-) -> Result<()> {
-    let (header, _) = read_header(storage)?;
-    let mut slot = 0;
-    read_table(storage, &header, |chunk| {
-        for d in chunk {
-            if d.used {
-                each(slot, d);
-            }
-            slot += 1;
-        }
-    })
-}
-
-fn validate_header(h: &Header, file_len: u64) -> Result<()> {
-    let bad = |s: String| Err(SifError::InvalidHeader(s));
-    if !(0..=MAX_DESCRIPTORS).contains(&h.descriptors_total) {
-        return bad(format!(
-            "descriptor count {} is outside 0..={MAX_DESCRIPTORS}",
-            h.descriptors_total
-        ));
-    }
-    if !(0..=h.descriptors_total).contains(&h.descriptors_free) {
-        return bad(format!(
-            "free descriptor count {} is outside 0..={}",
-            h.descriptors_free, h.descriptors_total
-        ));
-    }
-    let expected = h.descriptors_total * DESCRIPTOR_SIZE as i64;
-    if h.descriptors_size != expected {
-        return bad(format!(
-            "descriptor table size {} is not {} descriptors x {DESCRIPTOR_SIZE} bytes = {expected}",
-            h.descriptors_size, h.descriptors_total
-        ));
-    }
-    if h.descriptors_offset < HEADER_SIZE as i64 {
-        return bad(format!(
-            "descriptor table offset {} overlaps the header",
-            h.descriptors_offset
-        ));
-    }
-    // A `match` rather than `Option::is_none_or`, which is newer than the crate's MSRV.
-    let table_fits = match h.descriptors_offset.checked_add(h.descriptors_size) {
-        Some(end) => end as u64 <= file_len,
-        None => false,
-    };
-    if !table_fits {
-        return bad(format!(
-            "descriptor table [{}, +{}) extends past the end of the file ({file_len} bytes)",
-            h.descriptors_offset, h.descriptors_size
-        ));
-    }
-    if h.data_offset < 0 {
-        return bad(format!("negative data offset {}", h.data_offset));
-    }
-    Ok(())
-}
-
-/// Per-object checks: IDs unique and non-zero, every object inside the file and clear of
-/// the header, the table and every other object.
-fn validate_descriptors(h: &Header, slots: &[Descriptor], file_len: u64) -> Result<()> {
-    let mut ids: HashMap<u32, usize> = HashMap::new();
-    let mut extents: Vec<(i64, i64, usize)> = Vec::new();
-    let table = (
-        h.descriptors_offset,
-        h.descriptors_offset + h.descriptors_size,
-    );
-    for (slot, d) in slots.iter().enumerate().filter(|(_, d)| d.used) {
-        let bad = |problem: String| {
-            Err(SifError::InvalidDescriptor {
-                slot,
-                id: d.id,
-                problem,
-            })
-        };
-        if d.id == 0 {
-            return bad("object ID is 0".into());
-        }
-        if let Some(other) = ids.insert(d.id, slot) {
-            return bad(format!("object ID {} is also used by slot {other}", d.id));
-        }
-        // Name the field that is wrong: a message quoting a valid offset next to a
-        // negative size sends the reader looking in the wrong place.
-        if d.offset < 0 {
-            return bad(format!("negative offset {}", d.offset));
-        }
-        if d.size < 0 {
-            return bad(format!("negative size {}", d.size));
-        }
-        // An end beyond i64 is a corrupt descriptor, not a large file: say so rather
-        // than report it as past the end.
-        let Some(end) = d.offset.checked_add(d.size) else {
-            return bad(format!(
-                "offset {} + size {} overflows a 64-bit file offset",
-                d.offset, d.size
-            ));
-        };
-        if end as u64 > file_len {
-            return bad(format!(
-                "object [{}, +{}) extends past the end of the file ({file_len} bytes)",
-                d.offset, d.size
-            ));
-        }
-        if d.size == 0 {
-            continue;
-        }
-        if d.offset < HEADER_SIZE as i64 {
-            return bad(format!("object at {} overlaps the header", d.offset));
-        }
-        if d.offset < table.1 && end > table.0 {
-            return bad(format!(
-                "object [{}, {end}) overlaps the descriptor table [{}, {})",
-                d.offset, table.0, table.1
-            ));
-        }
-        extents.push((d.offset, end, slot));
-    }
-    extents.sort_unstable();
-    for w in extents.windows(2) {
-        let ((_, end_a, slot_a), (start_b, _, slot_b)) = (w[0], w[1]);
-        if start_b < end_a {
-            let d = &slots[slot_b];
-            return Err(SifError::InvalidDescriptor {
-                slot: slot_b,
-                id: d.id,
-                problem: format!(
-                    "object [{}, {}) overlaps object {} in slot {slot_a}",
-                    d.offset,
-                    d.end(),
-                    slots[slot_a].id
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Refuses to write a file with more than one hard link (its journal is found by name).

@@ -27,8 +27,9 @@
 //!    bytes of every range inside the old length that the plan overwrites or truncates.
 //! 2. **Journal.** The plan, the old and new lengths, the undo data and what identifies
 //!    the file are written to `<image>.sifmount-journal` beside the image's canonical path
-//!    (`journal_file.rs`) with a SHA-256 checksum over all of it; the journal file and its
-//!    directory are fsynced.
+//!    (`journal_file.rs`; any other [`JournalStore`], `journal_store.rs`) with a SHA-256
+//!    checksum over all of it (the record's bytes are `journal_record.rs`); the journal
+//!    file and its directory are fsynced.
 //! 3. **Apply.** The plan is applied to the image in order, and the image is fsynced.
 //! 4. **Clear.** The journal is removed and the directory fsynced.
 //!
@@ -36,17 +37,6 @@
 //! journals the bytes the update writes plus the old bytes it overwrites: about 5 KB for
 //! an attach (the new blobs, the changed descriptors and header before and after, the
 //! freed objects). A copied range costs 57 bytes of journal, however large it is.
-//!
-//! # Record format
-//!
-//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 2);
-//! flags (u32, bit 0: undo data present, bit 1: the file is named); the device and inode
-//! of the image file (u64 each, zero when not named); old and new image length (u64
-//! each); the anchor's end (u64) and the anchor (32 bytes, below); the number of steps
-//! (u64), then each step as a tag byte and its fields: 1 `Write` (offset, length, bytes),
-//! 2 `Zero` (offset, length), 3 `SetLen` (length), 4 `Copy` (source, destination, length,
-//! 32-byte SHA-256 of the source bytes); the number of undo ranges (u64), each as offset,
-//! length, bytes; last, the SHA-256 of everything before it.
 //!
 //! # Which file a journal is of
 //!
@@ -99,10 +89,10 @@
 //! failure while applying it is completed on the next open instead of undone.
 //!
 //! Every change a journaled image makes outside an explicit transaction (an `add_object`,
-//! a `delete_objects`, ...) is a transaction of its own. An image without a journal
-//! ([`SifImage::from_storage`], [`SifImage::create`]) writes those in place as upstream
-//! does; explicit transactions on it still take effect all at once or not at all in the
-//! absence of crashes, but are not crash-safe.
+//! a `delete_objects`, ...) is a transaction of its own (`SifImage::change`). An image
+//! without a journal ([`SifImage::from_storage`], [`SifImage::create`]) writes those in
+//! place as upstream does; explicit transactions on it still take effect all at once or
+//! not at all in the absence of crashes, but are not crash-safe.
 //!
 //! A transaction holds the bytes it writes in memory until it commits, and journals them:
 //! right for the kilobytes of a signature, not for adding gigabyte layers (use
@@ -111,13 +101,14 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::digest::Hasher;
 use super::error::{Result, SifError};
 use super::image::{OpenMode, SifImage};
 use super::journal_file::{FileJournal, UntrustedJournal};
 use super::journal_record::{decode, Decoded, Op, Record};
+use super::journal_store::{JournalStore, Journaling};
 use super::overlay::{Detached, Map, Overlay, Src};
 use super::storage::Storage;
 
@@ -125,53 +116,6 @@ use super::storage::Storage;
 pub const MAX_UNDO: u64 = 64 << 20;
 
 const CHUNK: u64 = 1 << 20;
-
-/// Where a journal record is kept.
-pub trait JournalStore: Send + Sync {
-    /// The stored record, if there is one (whole, or torn by a crash).
-    fn load(&self) -> io::Result<Option<Vec<u8>>>;
-    /// Replaces the record with `bytes` and makes it durable (the file and its name).
-    fn store(&self, bytes: &[u8]) -> io::Result<()>;
-    /// Removes the record, durably.
-    fn clear(&self) -> io::Result<()>;
-    /// How messages name the journal.
-    fn name(&self) -> String {
-        "the update journal".to_string()
-    }
-}
-
-/// A journal in memory, for tests; clones share the record.
-#[derive(Clone, Debug, Default)]
-pub struct MemJournal(Arc<Mutex<Option<Vec<u8>>>>);
-
-impl MemJournal {
-    pub fn new(contents: Option<Vec<u8>>) -> MemJournal {
-        MemJournal(Arc::new(Mutex::new(contents)))
-    }
-
-    /// The stored record, if any.
-    pub fn contents(&self) -> Option<Vec<u8>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn set_contents(&self, contents: Option<Vec<u8>>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = contents;
-    }
-}
-
-impl JournalStore for MemJournal {
-    fn load(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.contents())
-    }
-    fn store(&self, bytes: &[u8]) -> io::Result<()> {
-        self.set_contents(Some(bytes.to_vec()));
-        Ok(())
-    }
-    fn clear(&self) -> io::Result<()> {
-        self.set_contents(None);
-        Ok(())
-    }
-}
 
 /// What opening an image for writing (or [`SifImage::recover`]) found beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -631,39 +575,6 @@ fn check_no_pending(storage: &dyn Storage, journal: &dyn JournalStore) -> Result
     }
 }
 
-/// The transaction state of a [`SifImage`].
-#[derive(Default)]
-pub(super) struct Journaling {
-    store: Option<Box<dyn JournalStore>>,
-    /// The overlay standing in for the storage while a transaction runs.
-    overlay: Option<Arc<Overlay>>,
-    /// Why changes are refused: an update could be neither completed nor undone.
-    broken: Option<String>,
-}
-
-impl Journaling {
-    pub(super) fn new(store: Option<Box<dyn JournalStore>>) -> Journaling {
-        Journaling {
-            store,
-            overlay: None,
-            broken: None,
-        }
-    }
-
-    pub(super) fn check_usable(&self) -> Result<()> {
-        match &self.broken {
-            Some(why) => Err(SifError::UpdateInterrupted(why.clone())),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether a single change must be made a transaction of its own: the image has a
-    /// journal and no transaction is running.
-    pub(super) fn wants_transaction(&self) -> bool {
-        self.store.is_some() && self.overlay.is_none()
-    }
-}
-
 impl SifImage {
     /// Reads an image on any storage with its update journal: a read-write open first
     /// completes (or undoes) an update a crash interrupted; a read-only open fails with
@@ -759,6 +670,20 @@ impl SifImage {
             return Err(e.into());
         }
         Ok(value)
+    }
+
+    /// Makes one change (an add, a delete, a set, a growth of the table): in a transaction
+    /// of its own when the image has a journal and none is running, so that every change
+    /// of a journaled image is atomic and durable (module documentation); otherwise
+    /// directly, as part of the running transaction, or in place as upstream writes on an
+    /// image without a journal. Either way only on a writable image.
+    pub(super) fn change<T>(&mut self, f: impl FnOnce(&mut SifImage) -> Result<T>) -> Result<T> {
+        if self.journal.wants_transaction() {
+            // `transaction` checks that the image is writable before it starts.
+            return self.transaction(f);
+        }
+        self.check_writable()?;
+        f(self)
     }
 
     /// Journals, applies and syncs what a transaction made of the image.

@@ -38,7 +38,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::journal::JournalStore;
+use super::journal_store::JournalStore;
 use super::storage::FileIdentity;
 
 /// What the journal file's name adds to the image's.

@@ -1,7 +1,19 @@
 //! The journal's record: how one update turns the old file into the new one and back,
-//! and the bytes that store it (the format is described in `journal.rs`, "Record
-//! format"). Encoding, decoding and telling a whole record from a torn one; nothing here
-//! reads or writes an image.
+//! and the bytes that store it. Encoding, decoding and telling a whole record from a torn
+//! one; nothing here reads or writes an image. How a record is planned, applied, undone
+//! and replayed is `journal.rs`.
+//!
+//! # Record format
+//!
+//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 2);
+//! flags (u32, bit 0: undo data present, bit 1: the file is named); the device and inode
+//! of the image file (u64 each, zero when not named); old and new image length (u64
+//! each); the anchor's end (u64) and the anchor (32 bytes; what it covers, and why, is
+//! `journal.rs`, "Which file a journal is of"); the number of steps (u64), then each step
+//! as a tag byte and its fields: 1 `Write` (offset, length, bytes), 2 `Zero` (offset,
+//! length), 3 `SetLen` (length), 4 `Copy` (source, destination, length, 32-byte SHA-256
+//! of the source bytes); the number of undo ranges (u64), each as offset, length, bytes;
+//! last, the SHA-256 of everything before it.
 
 use super::digest::Hasher;
 use super::storage::FileIdentity;
@@ -63,7 +75,7 @@ pub(super) struct Record {
     pub(super) anchor: [u8; 32],
     pub(super) ops: Vec<Op>,
     /// The old bytes of every range inside `old_len` the plan changes; `None` when they
-    /// were over [`MAX_UNDO`].
+    /// were over [`MAX_UNDO`](super::MAX_UNDO).
     pub(super) undo: Option<Vec<(u64, Vec<u8>)>>,
 }
 

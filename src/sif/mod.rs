@@ -9,6 +9,7 @@ mod bytes;
 mod descriptor;
 mod digest;
 mod error;
+mod fingerprint;
 mod grow;
 mod header;
 mod image;
@@ -16,10 +17,12 @@ pub mod integrity;
 mod journal;
 mod journal_file;
 mod journal_record;
+mod journal_store;
 mod overlay;
 mod publish;
 mod slots;
 mod storage;
+mod validate;
 mod writer_lock;
 
 pub use descriptor::{
@@ -28,19 +31,24 @@ pub use descriptor::{
 };
 pub use digest::{Digest, Hasher};
 pub use error::{Result, SifError};
+pub use fingerprint::fingerprint;
 pub use grow::Growth;
-pub use header::{format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC};
-pub use image::{
-    for_each_used_descriptor, AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput,
-    OpenMode, SetOptions, SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET, MAX_DESCRIPTORS,
+pub use header::{
+    format_uuid, parse_uuid, Header, HEADER_SIZE, LAUNCH_SCRIPT_MAX, MAGIC, MAX_DESCRIPTORS,
 };
-pub use journal::{JournalStore, MemJournal, RecoveryOutcome, MAX_UNDO};
+pub use image::{
+    AddOptions, ChangeTime, CreateOptions, DeleteOptions, ObjectInput, OpenMode, SetOptions,
+    SifImage, DEFAULT_CAPACITY, DEFAULT_DESCRIPTORS_OFFSET,
+};
+pub use journal::{RecoveryOutcome, MAX_UNDO};
 pub use journal_file::{
     canonical_image_path, journal_path, FileJournal, UntrustedJournal, JOURNAL_SUFFIX,
     MAX_JOURNAL_LEN,
 };
-pub use publish::{fingerprint, PublishLock};
+pub use journal_store::{JournalStore, MemJournal};
+pub use publish::PublishLock;
 pub use storage::{FileIdentity, MemStorage, Storage};
+pub use validate::for_each_used_descriptor;
 pub use writer_lock::{changed_on_disk, LockError, WriterLock};
 
 /// "Unset" timestamps: 0001-01-01T00:00:00Z in Unix seconds (Go's zero time).

@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use crate::demo;
 
-/// Staged files are held to this (as in tests/volume.rs), so that the size checks are
+/// Staged files are held to this (as in tests/library/volume.rs), so that the size checks are
 /// reachable with small inputs.
 pub const MAX_STAGED: u64 = 64 << 10;
 

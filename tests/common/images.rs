@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 use sifmount::oci::{
@@ -31,13 +31,32 @@ pub fn write_image(
     spare: i64,
 ) -> Written {
     let mut docs = MemBlobs::new();
+    let (config, manifest) = config_and_manifest(layers, "PATH=/usr/bin:/bin");
+    let config_digest = docs.insert(config);
+    let mut index = Index::empty();
+    index.append(Descriptor::of(media_type::OCI_MANIFEST, &manifest), None);
+    let manifest_digest = docs.insert(manifest);
+    let sources = Sources(vec![&docs, source]);
+    write_oci_sif_at_path(out, &index.to_go_json(), &sources, spare)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    Written {
+        manifest: manifest_digest,
+        config: config_digest,
+        layers: layers.iter().map(|(d, _)| *d).collect(),
+        layer_sizes: layers.iter().map(|(_, s)| *s).collect(),
+    }
+}
+
+/// The config (linux/amd64, with `env` as its only environment variable) and the
+/// manifest, as Go writes them, of an image of `layers` (uncompressed tar media type).
+pub fn config_and_manifest(layers: &[(Digest, u64)], env: &str) -> (Vec<u8>, Vec<u8>) {
     let diff_ids: Vec<String> = layers.iter().map(|(d, _)| d.to_string()).collect();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "created": "2024-01-01T00:00:00Z",
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "config": {"Env": ["PATH=/usr/bin:/bin"]},
+        "config": {"Env": [env]},
     }))
     .expect("serialize a config");
     let layer_descs: Vec<Descriptor> = layers
@@ -54,25 +73,21 @@ pub fn write_image(
         artifact_type: None,
     }
     .to_go_json();
-    let config_digest = docs.insert(config);
-    let mut index = Index::empty();
-    index.append(Descriptor::of(media_type::OCI_MANIFEST, &manifest), None);
-    let manifest_digest = docs.insert(manifest);
-    let sources = Sources(vec![&docs, source]);
-    write_oci_sif_at_path(out, &index.to_go_json(), &sources, spare)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
-    Written {
-        manifest: manifest_digest,
-        config: config_digest,
-        layers: layers.iter().map(|(d, _)| *d).collect(),
-        layer_sizes: layers.iter().map(|(_, s)| *s).collect(),
-    }
+    (config, manifest)
 }
 
 /// The demo image of `examples/make-oci-sif.rs`, in kind: one small uncompressed tar
 /// layer (`hello.txt`, `etc/os-release`), config, manifest, 8 spare descriptors.
 pub fn write_demo_image(out: &Path) -> Written {
     write_demo_image_with_spare(out, 8)
+}
+
+/// A demo image ([`write_demo_image_with_spare`]) at `dir/name`: its path and the
+/// manifest digest its signatures name.
+pub fn demo_image_at(dir: &Path, name: &str, spare: i64) -> (PathBuf, Digest) {
+    let path = dir.join(name);
+    let written = write_demo_image_with_spare(&path, spare);
+    (path, written.manifest)
 }
 
 /// [`write_demo_image`] with `spare` free descriptors.

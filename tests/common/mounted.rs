@@ -149,6 +149,25 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// How long a tool run against a mount (`cp`, `rm`, `base64`…) may take.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `program ARGS…` as [`run`] does, within [`TOOL_TIMEOUT`], failing the test,
+/// saying how to install it, when the tool is missing.
+pub fn run_tool(program: &str, package: &str, args: &[&dyn AsRef<OsStr>]) -> Output {
+    require_tool(program, package);
+    let mut cmd = Command::new(program);
+    for a in args {
+        cmd.arg(a);
+    }
+    run(&mut cmd, TOOL_TIMEOUT)
+}
+
+/// `cp ARGS…` ([`run_tool`]): exit status 1 when any open, write or close(2) fails.
+pub fn cp(args: &[&dyn AsRef<OsStr>]) -> Output {
+    run_tool("cp", "coreutils", args)
+}
+
 /// The processes running the sifmount binary with `mp` among their arguments: the
 /// daemon (and, briefly, the parent that started it).
 pub fn sifmount_pids(mp: &Path) -> Vec<i32> {
@@ -551,9 +570,23 @@ pub fn dev_of(path: &Path) -> u64 {
 /// Writes `bytes` to a new file (truncating one that exists) and closes it, returning what
 /// close(2) said: through a mount, the close of a drop's last file is when it commits.
 pub fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_and_close(File::create(path)?, bytes)
+}
+
+/// [`write_close`] to a file that must not exist yet (`O_EXCL`).
+pub fn write_close_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    write_and_close(f, bytes)
+}
+
+/// Writes `bytes` in one write(2) and closes `f` with close(2) itself: std's drop
+/// ignores close's error.
+fn write_and_close(mut f: File, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::io::IntoRawFd;
-    let mut f = File::create(path)?;
     f.write_all(bytes)?;
     let fd = f.into_raw_fd();
     // SAFETY: closing the descriptor we own (into_raw_fd gave up the File's ownership).

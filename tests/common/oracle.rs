@@ -397,7 +397,8 @@ pub fn check_contents(img: &Image, mp: &Path) {
         }
     }
     // /cosign: one directory per entry the library's discovery finds (its contents are
-    // checked against the cosign fixtures by tests/cosign_tree.rs and cosign_mount.rs).
+    // checked against the cosign fixtures by tests/library/cosign_tree.rs and
+    // tests/mount/cosign_mount.rs).
     assert_eq!(
         list(&at("cosign")),
         sorted(img.cosign_entries().into_iter().map(|(n, _)| n)),

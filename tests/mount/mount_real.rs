@@ -5,14 +5,10 @@
 //!
 //! Needs /dev/fuse, `fusermount3` and `skopeo` (`.ci/run` installs them); fails, saying
 //! so, when one is missing. Every mount is undone by a guard, even when a test fails.
-
-mod common;
-#[path = "common/images.rs"]
-mod images;
-#[path = "common/mounted.rs"]
-mod mounted;
-#[path = "common/oracle.rs"]
-mod oracle;
+//!
+//! Why this file is long: each test mounts images and checks them against the library's
+//! view with the same walk (readdir against lookup, stat of every path, expected modes and
+//! times), which the read, stat, skopeo, refusal and unmount tests all use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
@@ -24,12 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::mounted::{Mode, Mount};
+use crate::common::oracle::{list, read, readlink, sha256_hex, Image};
+use crate::common::{assert_bytes_eq, images, mounted, oracle, upstream, upstream_sifs};
 use sha2::{Digest as _, Sha256};
 use sifmount::sif::Digest;
-
-use common::{assert_bytes_eq, upstream, upstream_sifs};
-use mounted::{Mode, Mount};
-use oracle::{list, read, readlink, sha256_hex, Image};
 
 const SKOPEO_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -3,26 +3,15 @@
 //! the source layout, referrers and containers/image signatures appear with every
 //! annotation file, and `verified` says what `cosign verify --key` would.
 
-mod common;
-#[path = "common/cosign_sif.rs"]
-mod cosign_sif;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::common::lookup::tree_names as names;
+use crate::common::{cosign_data, cosign_key as key, cosign_sif, upstream};
 use base64::Engine as _;
-use common::{testdata, upstream};
 use sifmount::cosign::PublicKey;
 use sifmount::sif::{DataType, Digest, OpenMode, SifImage};
 use sifmount::tree::{Kind, Tree, TreeOptions};
-
-fn cosign_data(rel: &str) -> PathBuf {
-    testdata().join("cosign").join(rel)
-}
-
-fn key(rel: &str) -> PublicKey {
-    PublicKey::load(&cosign_data(rel)).unwrap()
-}
 
 fn open(path: &Path, keys: Vec<PublicKey>) -> Tree {
     let (tree, report) = Tree::open_with(path, &TreeOptions { keys }).unwrap();
@@ -44,15 +33,6 @@ fn read(tree: &Tree, path: &str) -> Vec<u8> {
 
 fn text(tree: &Tree, path: &str) -> String {
     String::from_utf8(read(tree, path)).unwrap()
-}
-
-fn names(tree: &Tree, path: &str) -> Vec<String> {
-    let ino = tree.resolve(path).unwrap().ino;
-    tree.entries(ino)
-        .unwrap()
-        .iter()
-        .map(|e| e.name.clone())
-        .collect()
 }
 
 fn blob(layout: &Path, digest: &str) -> Vec<u8> {

@@ -6,16 +6,14 @@
 //! Needs `siftool` (`apt-get install siftool`, Debian's 2.8.3) for the upstream-reader
 //! test; it fails, saying so, when siftool is missing.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{assert_bytes_eq, read_upstream, upstream, upstream_sifs};
+use crate::common::{
+    self, assert_bytes_eq, images, read_upstream, upstream, upstream_sifs, MemOci as Mem,
+};
 use sifmount::cosign::{attach, cosign_ref_name, discover, prepare, DropFiles, EntryKind};
 use sifmount::oci::{Index, Manifest, OciSif};
 use sifmount::sif::{
@@ -28,25 +26,7 @@ use sifmount::sif::{
 const SIGNATURE: &str = "c2lmbW91bnQgdGFibGUgZ3Jvd3RoIHRlc3Qgc2lnbmF0dXJl";
 
 /// An OCI-SIF in memory.
-struct Mem {
-    storage: Arc<MemStorage>,
-    oci: OciSif,
-}
-
 impl Mem {
-    fn open(bytes: Vec<u8>) -> Mem {
-        let storage = Arc::new(MemStorage::new(bytes));
-        let sif = SifImage::from_storage(Box::new(storage.clone()), OpenMode::ReadWrite).unwrap();
-        Mem {
-            storage,
-            oci: OciSif::from_sif(sif).unwrap(),
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        self.storage.to_vec()
-    }
-
     /// The digest of the first root-index entry: the image signatures are about.
     fn target(&self) -> Digest {
         self.oci.root_index().unwrap().entries()[0].digest
@@ -72,15 +52,11 @@ impl Mem {
 
 /// A cosign simple-signing payload; `n` makes each one distinct.
 fn payload(target: &Digest, n: usize) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "critical": {
-            "identity": {"docker-reference": "example.com/sifmount/growth"},
-            "image": {"docker-manifest-digest": target.to_string()},
-            "type": "cosign container image signature",
-        },
-        "optional": {"timestamp": 1_700_000_000 + n as i64},
-    }))
-    .unwrap()
+    common::simple_signing_for(
+        "example.com/sifmount/growth",
+        target,
+        &format!(r#"{{"timestamp":{}}}"#, 1_700_000_000 + n as i64),
+    )
 }
 
 /// Opens `bytes` read-only with every check of the library, naming `what` on failure.
@@ -254,7 +230,7 @@ fn a_hundred_signatures_onto_eight_spare_descriptors() {
 
 /// The first six signatures fit in the spare slots: nothing about the file changes from
 /// what upstream writes (the byte-identity with SingularityCE's files for the first two is
-/// checked in tests/cosign_attach.rs; here, that no growth has happened).
+/// checked in tests/library/cosign_attach.rs; here, that no growth has happened).
 #[test]
 fn no_growth_while_the_spare_slots_suffice() {
     let mut image = Mem::open(read_upstream("generated/squashfs-image.oci.sif"));
@@ -652,7 +628,7 @@ fn siftool(args: &[&dyn AsRef<std::ffi::OsStr>], what: &str) -> Vec<u8> {
 /// table would grow, so the table is written after it and nothing is copied.
 #[test]
 #[ignore = "writes 1 GiB images to disk and times a growth after a 1 GiB layer; run with \
-            `cargo test --release --test table_growth -- --ignored --nocapture`"]
+            `cargo test --release --test library table_growth:: -- --ignored --nocapture`"]
 fn time_one_growth_with_a_1_gib_first_layer() {
     const GIB: u64 = 1 << 30;
     let dir = tempfile::tempdir().unwrap();

@@ -11,15 +11,17 @@
 //! `OptCreateDeterministic` first, so an ID or time given with it overrides only that
 //! field: "deterministic with ID" is a real UUID with zero times. [`with`] builds
 //! those options field by field.
-
-mod common;
+//!
+//! Why this file is long: it is one table of cases per upstream operation family (create,
+//! add, delete, set, descriptor input, integrity), each run by the same case runner with
+//! the same object and option builders, as upstream's tests that made the goldens are.
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use common::{assert_bytes_eq, read_upstream, upstream};
+use crate::common::{self, assert_bytes_eq, read_upstream, upstream};
 use sifmount::sif::{
     arch_code, fs_type, integrity, parse_uuid, part_type, ChangeTime, CreateOptions, DataType,
     DeleteOptions, Descriptor, Digest, Extra, Header, Link, MemStorage, ObjectInput, OpenMode,

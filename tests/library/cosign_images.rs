@@ -1,12 +1,10 @@
 //! Conformance, cosign images (§3 of the conformance cases in the specification kept with the test data (docs/FORMAT.md says where)): cosign signature and attestation images rebuilt byte for byte
 //! from their layers, and SingularityCE's way of storing them in an OCI-SIF.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{assert_bytes_eq, testdata, upstream};
+use crate::common::{self, assert_bytes_eq, testdata, upstream};
 use sifmount::cosign::{attach_with_style, prepare, AttachOutcome, DropFiles, EntryKind};
 use sifmount::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
 use sifmount::oci::{BlobSource, Descriptor, EntryStyle, Index, LayoutDir, Manifest, OciSif};
@@ -91,11 +89,6 @@ fn sign_step(
     );
 }
 
-/// The newest signature layer of the signed file: payload and annotations.
-fn last_signature(signed: &OciSif) -> (Vec<u8>, BTreeMap<String, String>) {
-    common::last_signature_layer(signed)
-}
-
 #[test]
 fn singularity_sign_twice_is_byte_identical() {
     let mut compared = 0;
@@ -110,7 +103,7 @@ fn singularity_sign_twice_is_byte_identical() {
         for step in ["signed1", "signed2"] {
             let path = format!("generated/{prefix}.{step}.oci.sif");
             let signed = OciSif::open(upstream(&path), OpenMode::ReadOnly).unwrap();
-            let (payload, annotations) = last_signature(&signed);
+            let (payload, annotations) = common::last_signature_layer(&signed);
             sign_step(&mut image, &payload, &annotations, style);
             assert_bytes_eq(
                 &mem.to_vec(),

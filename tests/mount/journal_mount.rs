@@ -4,23 +4,18 @@
 //! (ESTALE and an `.error` file) instead of losing attaches to the replaced file, while a
 //! new mount of the new file writes it; an image with two hard links is mounted
 //! read-only only. (Killing a mount made through a link mid-update is in
-//! tests/crash_mount.rs.)
+//! tests/mount/crash_mount.rs.)
 //!
 //! Needs /dev/fuse and fusermount3; fails, saying so, when either is missing.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
-#[path = "common/mounted.rs"]
-mod mounted;
-
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mounted::{write_close, Mode, Mount};
-use sifmount::cosign::{discover, EntryKind};
+use crate::common::mounted::{write_close, Mode, Mount};
+use crate::common::{self, images, mounted};
+use sifmount::cosign::discover;
 use sifmount::oci::OciSif;
 use sifmount::sif::{journal_path, Digest, OpenMode};
 
@@ -31,17 +26,7 @@ const SIGNATURE: &str =
 const PROMPT: Duration = Duration::from_secs(20);
 
 fn payload(target: &Digest, n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"journal test","n":{n}}}}}"#
-    )
-    .into_bytes()
-}
-
-/// A demo image in `dir`, and the manifest its signatures name.
-fn image(dir: &Path, name: &str) -> (PathBuf, Digest) {
-    let path = dir.join(name);
-    let written = images::write_demo_image_with_spare(&path, 8);
-    (path, written.manifest)
+    common::simple_signing(target, &format!(r#"{{"creator":"journal test","n":{n}}}"#))
 }
 
 /// Attaches signature `n` through the mount; the result of closing the `.sig`.
@@ -53,18 +38,13 @@ fn attach(m: &Mount, target: &Digest, n: usize) -> std::io::Result<()> {
 fn signature_payloads(path: &Path) -> Vec<Digest> {
     let oci = OciSif::open(path, OpenMode::ReadOnly)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    discover(&oci)
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::Signature)
-        .map(|e| e.layer.digest)
-        .collect()
+    common::signature_payloads(&discover(&oci))
 }
 
 #[test]
 fn a_link_or_fifo_planted_at_the_journal_name_while_mounted_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, target) = image(dir.path(), "image.oci.sif");
+    let (path, target) = images::demo_image_at(dir.path(), "image.oci.sif", 8);
     let victim = dir.path().join("victim");
     fs::write(&victim, b"not to be touched").unwrap();
     let journal = journal_path(&path).unwrap();
@@ -120,12 +100,12 @@ fn a_link_or_fifo_planted_at_the_journal_name_while_mounted_is_not_used() {
 #[test]
 fn renaming_another_image_over_a_mounted_one_stops_its_writes_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, target) = image(dir.path(), "image.oci.sif");
+    let (path, target) = images::demo_image_at(dir.path(), "image.oci.sif", 8);
     let first = Mount::new(&path, Mode::Foreground, &[]);
     attach(&first, &target, 1).unwrap();
 
     // `mv new.sif image.oci.sif`, as `singularity pull --force` or rsync do it.
-    let (new, new_target) = image(dir.path(), "new.sif");
+    let (new, new_target) = images::demo_image_at(dir.path(), "new.sif", 8);
     let replacement = fs::read(&new).unwrap();
     fs::rename(&new, &path).unwrap();
 
@@ -155,7 +135,7 @@ fn renaming_another_image_over_a_mounted_one_stops_its_writes_and_loses_nothing(
 fn an_image_with_two_hard_links_mounts_read_only_only() {
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let (path, _) = image(dir.path(), "image.oci.sif");
+    let (path, _) = images::demo_image_at(dir.path(), "image.oci.sif", 8);
     fs::hard_link(&path, elsewhere.path().join("second.sif")).unwrap();
     let mp = tempfile::tempdir().unwrap();
     let o = mounted::run(

@@ -25,20 +25,16 @@
 //! both mounts show: reads may fail, but never return wrong bytes.
 //!
 //! Needs /dev/fuse, `fusermount3`, `cat` and `cp`; fails, saying so, when one is missing.
-
-mod common;
-#[path = "common/images.rs"]
-mod images;
-#[path = "common/mounted.rs"]
-mod mounted;
-#[path = "common/replay.rs"]
-mod replay;
+//!
+//! Why this file is long: it is one stress harness (the image, the state the threads
+//! share, readers, writers, the watchdog and the final check), whose parts all work on the
+//! same `Shared`; the rewrite test reuses its reading and hashing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::{AsRawFd, IntoRawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,7 +42,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mounted::{Mode, Mount};
+use crate::common::mounted::{write_close_new, Mode, Mount};
+use crate::common::{self, images, mounted, replay};
 use sha2::{Digest as _, Sha256};
 use sifmount::cosign::{discover, EntryKind, MAX_LAYERS};
 use sifmount::oci::{
@@ -157,30 +154,7 @@ fn write_image(dir: &Path) -> Original {
         let own = (own.len() as u64, add(&mut blobs, own));
         let mut layers = shared.clone();
         layers.push((own.1, own.0));
-        let diff_ids: Vec<String> = layers.iter().map(|(d, _)| d.to_string()).collect();
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": "amd64",
-            "created": "2024-01-01T00:00:00Z",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "config": {"Env": [format!("TARGET={t}")]},
-        }))
-        .expect("serialize a config");
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.to_string()),
-            config: Descriptor::of(media_type::OCI_CONFIG, &config),
-            layers: layers
-                .iter()
-                .map(|&(d, size)| {
-                    Descriptor::of_digest("application/vnd.oci.image.layer.v1.tar", d, size)
-                })
-                .collect(),
-            annotations: None,
-            subject: None,
-            artifact_type: None,
-        }
-        .to_go_json();
+        let (config, manifest) = images::config_and_manifest(&layers, &format!("TARGET={t}"));
         add(&mut blobs, config);
         index.append(Descriptor::of(media_type::OCI_MANIFEST, &manifest), None);
         targets.push(add(&mut blobs, manifest));
@@ -808,45 +782,19 @@ fn reader(sh: &Shared, who: usize) {
 // ---------------------------------------------------------------------------------------
 
 fn simple_signing(target: &Digest, who: usize, n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"sifmount concurrency test","writer":{who},"n":{n}}}}}"#
+    common::simple_signing(
+        target,
+        &format!(r#"{{"creator":"sifmount concurrency test","writer":{who},"n":{n}}}"#),
     )
-    .into_bytes()
 }
 
-/// Writes `bytes` in one write(2) and closes with close(2) itself, returning what close
-/// said: close is where a drop commits or is refused (std's drop ignores its error).
-fn write_close(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    f.write_all(bytes)?;
-    let fd = f.into_raw_fd();
-    // SAFETY: the File gave up the descriptor; it is closed once, here.
-    if unsafe { libc::close(fd) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn cp(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(), String> {
-    let mut cmd = Command::new("cp");
-    for a in args {
-        cmd.arg(a);
-    }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run cp: {e}"))?;
-    if out.status.success() {
+/// `cp ARGS…`, its failure as an error for the worker to report.
+fn try_cp(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(), String> {
+    let out = mounted::cp(args);
+    if out.success() {
         Ok(())
     } else {
-        Err(format!(
-            "cp: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(format!("cp: {}: {}", out.status, out.stderr.trim()))
     }
 }
 
@@ -864,9 +812,9 @@ fn attach_once(
         // Payload and signature written directly into /cosign.
         0 => {
             let name = format!("w{who}-{n}");
-            write_close(&cosign.join(&name), payload).map_err(|e| io(&name, e))?;
+            write_close_new(&cosign.join(&name), payload).map_err(|e| io(&name, e))?;
             let sig = format!("{name}.sig");
-            write_close(&cosign.join(&sig), format!("{SIGNATURE}\n").as_bytes())
+            write_close_new(&cosign.join(&sig), format!("{SIGNATURE}\n").as_bytes())
                 .map_err(|e| io(&sig, e))?;
             Ok(name)
         }
@@ -877,7 +825,7 @@ fn attach_once(
             let sig = sh.work.join(format!("{name}.sig"));
             fs::write(&src, payload).unwrap();
             fs::write(&sig, format!("{SIGNATURE}\n")).unwrap();
-            let r = cp(&[&src, &sig, &cosign]);
+            let r = try_cp(&[&src, &sig, &cosign]);
             let _ = fs::remove_file(&src);
             let _ = fs::remove_file(&sig);
             r.map(|()| name)
@@ -887,8 +835,9 @@ fn attach_once(
             let name = format!("m{who}-{n}");
             let dir = cosign.join(&name);
             fs::create_dir(&dir).map_err(|e| io(&format!("mkdir {name}"), e))?;
-            write_close(&dir.join("payload"), payload).map_err(|e| io(&name, e))?;
-            write_close(&dir.join("signature"), SIGNATURE.as_bytes()).map_err(|e| io(&name, e))?;
+            write_close_new(&dir.join("payload"), payload).map_err(|e| io(&name, e))?;
+            write_close_new(&dir.join("signature"), SIGNATURE.as_bytes())
+                .map_err(|e| io(&name, e))?;
             Ok(format!("{name}/payload"))
         }
         // `cp -r DIR MP/cosign/` of a directory holding payload and signature.
@@ -898,7 +847,7 @@ fn attach_once(
             fs::create_dir(&src).unwrap();
             fs::write(src.join("payload"), payload).unwrap();
             fs::write(src.join("signature"), format!("{SIGNATURE}\n")).unwrap();
-            let r = cp(&[&"-r", &src, &cosign]);
+            let r = try_cp(&[&"-r", &src, &cosign]);
             let _ = fs::remove_dir_all(&src);
             r.map(|()| format!("{name}/payload"))
         }
@@ -1607,8 +1556,8 @@ fn another_program_rewriting_the_image_in_place_as_singularity_does_never_makes_
         .parse()
         .unwrap();
     let payload = simple_signing(&target, 0, 1);
-    write_close(&rw.path("cosign/after.json"), &payload).unwrap();
-    write_close(&rw.path("cosign/after.json.sig"), b"c2lnbmF0dXJl")
+    write_close_new(&rw.path("cosign/after.json"), &payload).unwrap();
+    write_close_new(&rw.path("cosign/after.json.sig"), b"c2lnbmF0dXJl")
         .unwrap_or_else(|e| panic!("attach after the rewrite: {e}\n{}", log_tail(&rw)));
     let want = final_cosign
         .iter()

@@ -7,12 +7,10 @@
 //!   library reads: file size, used/total descriptors, determinism and object types;
 //! * the legacy (v1-library) busybox images read correctly.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{read_upstream, upstream};
+use crate::common::{self, read_upstream, upstream};
 use sifmount::sif::{
     fs_type, part_type, DataType, Extra, Link, OpenMode, SifImage, HEADER_SIZE, MAGIC,
 };

@@ -7,12 +7,11 @@
 //!
 //! Needs /dev/fuse, `fusermount3` (fuse3), `openssl` and coreutils (`cp`, `rm`, `base64`);
 //! fails, saying how to install what is missing, rather than skipping.
-
-mod common;
-#[path = "common/images.rs"]
-mod images;
-#[path = "common/mounted.rs"]
-mod mounted;
+//!
+//! Why this file is long: every way a user attaches through the mount (files, `cp`,
+//! `cp -r`, `mkdir`, openssl, DSSE envelopes, refusals, `rm -r`, read-only followers)
+//! compares with the same expected bytes of one demo image and reports errnos with the
+//! same helpers at its top; the helpers other files share live in `tests/common/`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,8 +24,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_bytes_eq, testdata, upstream};
-use mounted::{Mode, Mount, Output};
+use crate::common::mounted::{cp, run_tool, Mode, Mount, Output};
+use crate::common::{self, assert_bytes_eq, cosign_data, images, mounted, upstream};
 use sifmount::cosign::{attach, discover, prepare, AttachOutcome, DropFiles, Entry, EntryKind};
 use sifmount::oci::{Index, LayoutDir, OciSif};
 use sifmount::sif::{Digest, MemStorage, OpenMode, SifImage};
@@ -38,16 +37,9 @@ const HELLO_LAYOUT: &str = "ocitools-hello-world-cosign-manifest";
 /// The fixture's attestation payload: a DSSE envelope for [`HELLO`].
 const HELLO_ATT_PAYLOAD: &str = "51a5ebe9c08828b74e4c6b65c2398591df2288eacbe411bc97a9e39ef104b99a";
 
-/// How long a command run against a mount may take.
-const CMD_TIMEOUT: Duration = Duration::from_secs(60);
-
 // ---------------------------------------------------------------------------------------
 // Files, commands, errnos
 // ---------------------------------------------------------------------------------------
-
-fn cosign_data(rel: &str) -> PathBuf {
-    testdata().join("cosign").join(rel)
-}
 
 fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -60,15 +52,6 @@ fn write(path: &Path, bytes: &[u8]) {
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
-/// Copies `src` to `dir/name` with mode 0644: upstream files are 0444, and a file without
-/// write bits mounts read-only.
-fn writable_copy(src: &Path, dir: &Path, name: &str) -> PathBuf {
-    let dst = dir.join(name);
-    fs::copy(src, &dst).unwrap_or_else(|e| panic!("cp {} {}: {e}", src.display(), dst.display()));
-    chmod(&dst, 0o644);
-    dst
 }
 
 /// The names in a directory, sorted.
@@ -101,22 +84,6 @@ fn mount_with(image: &Path, extra: &[&str]) -> Mount {
 
 fn mount(image: &Path) -> Mount {
     mount_with(image, &[])
-}
-
-/// Runs a command (output captured, with a deadline), failing the test, saying how to
-/// install it, when the tool is missing.
-fn run(program: &str, package: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    mounted::require_tool(program, package);
-    let mut cmd = Command::new(program);
-    for a in args {
-        cmd.arg(a);
-    }
-    mounted::run(&mut cmd, CMD_TIMEOUT)
-}
-
-/// `cp ARGS…`: exit status 1 when any open, write or close(2) fails.
-fn cp(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    run("cp", "coreutils", args)
 }
 
 /// Asserts that a command succeeded, showing what it printed and the mount's log.
@@ -265,10 +232,9 @@ fn mkfifo(path: &Path) -> Result<(), Failed> {
 /// A fresh demo image (one small tar layer, 8 spare descriptors) at `dir/name`, mode
 /// 0644; returns its path and its manifest digest.
 fn demo_image(dir: &Path, name: &str) -> (PathBuf, Digest) {
-    let path = dir.join(name);
-    let written = images::write_demo_image(&path);
+    let (path, manifest) = images::demo_image_at(dir, name, 8);
     chmod(&path, 0o644);
-    (path, written.manifest)
+    (path, manifest)
 }
 
 /// An OCI-SIF holding only the hello-world image of the cosign fixture layout (its
@@ -301,21 +267,6 @@ fn attached_in_memory(image: &[u8], drop: &DropFiles) -> Vec<u8> {
     storage.to_vec()
 }
 
-/// The newest `.sig` layer of an upstream SingularityCE-signed file: payload and the
-/// signature annotation (the only annotation SingularityCE writes there).
-fn last_signature(rel: &str) -> (Vec<u8>, String) {
-    let (payload, annotations) = common::upstream_last_signature(rel);
-    assert_eq!(
-        annotations.keys().collect::<Vec<_>>(),
-        ["dev.cosignproject.cosign/signature"],
-        "{rel}: SingularityCE stores only the signature annotation"
-    );
-    (
-        payload,
-        annotations["dev.cosignproject.cosign/signature"].clone(),
-    )
-}
-
 /// Every cosign entry of an image file, with its payload bytes.
 fn entries_of(image: &Path) -> Vec<(Entry, Vec<u8>)> {
     let oci = OciSif::open(image, OpenMode::ReadOnly)
@@ -344,10 +295,10 @@ fn entry_of_kind(entries: &[(Entry, Vec<u8>)], kind: EntryKind) -> &(Entry, Vec<
 
 /// A SingularityCE-style simple-signing payload for `target`.
 fn simple_signing(target: &Digest, timestamp: u64) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"sifmount attach_mount test","timestamp":{timestamp}}}}}"#
+    common::simple_signing(
+        target,
+        &format!(r#"{{"creator":"sifmount attach_mount test","timestamp":{timestamp}}}"#),
     )
-    .into_bytes()
 }
 
 /// `sig-<13 hex of the target>-<n>`: the entry name of the n-th signature of `target`.
@@ -374,7 +325,7 @@ impl OpensslKey {
     fn generate(dir: &Path) -> OpensslKey {
         let key = dir.join("key.pem");
         let public = dir.join("pub.pem");
-        let out = run(
+        let out = run_tool(
             "openssl",
             "openssl",
             &[
@@ -388,7 +339,7 @@ impl OpensslKey {
             ],
         );
         assert!(out.success(), "openssl ecparam: {}", out.stderr);
-        let out = run(
+        let out = run_tool(
             "openssl",
             "openssl",
             &[&"ec", &"-in", &key, &"-pubout", &"-out", &public],
@@ -401,7 +352,7 @@ impl OpensslKey {
     /// `base64` prints it) of the ECDSA signature of `payload`.
     fn sign(&self, payload: &Path) -> Vec<u8> {
         let der = payload.with_extension("der");
-        let out = run(
+        let out = run_tool(
             "openssl",
             "openssl",
             &[
@@ -409,7 +360,7 @@ impl OpensslKey {
             ],
         );
         assert!(out.success(), "openssl dgst -sign: {}", out.stderr);
-        let out = run("base64", "coreutils", &[&der]);
+        let out = run_tool("base64", "coreutils", &[&der]);
         assert!(out.success(), "base64: {}", out.stderr);
         out.stdout.into_bytes()
     }
@@ -567,7 +518,7 @@ fn openssl_signature_attaches_in_either_order() {
             Command::new(mounted::sifmount_bin())
                 .arg("--verify")
                 .arg(&image),
-            CMD_TIMEOUT,
+            mounted::TOOL_TIMEOUT,
         );
         assert!(
             out.success(),
@@ -588,7 +539,7 @@ fn openssl_signature_attaches_in_either_order() {
 /// `cosign sign --output-signature` writes it) made from `signed`'s newest signature
 /// layer into a read-write mount of `image`.
 fn attach_upstream_layer(image: &Path, work: &Path, signed: &str) -> (PathBuf, PathBuf) {
-    let (payload, signature) = last_signature(signed);
+    let (payload, signature) = common::upstream_singularity_signature(signed);
     let payload_file = work.join("payload.json");
     let sig_file = work.join("payload.json.sig");
     write(&payload_file, &payload);
@@ -605,7 +556,7 @@ fn attach_upstream_layer(image: &Path, work: &Path, signed: &str) -> (PathBuf, P
 #[test]
 fn attaching_through_the_mount_is_byte_identical_to_singularity() {
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(
+    let image = common::writable_copy_of(
         &upstream("generated/squashfs-image.oci.sif"),
         dir.path(),
         "image.oci.sif",
@@ -626,7 +577,7 @@ fn attaching_through_the_mount_is_byte_identical_to_singularity() {
 #[test]
 fn attaching_the_same_layer_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(
+    let image = common::writable_copy_of(
         &upstream("generated/squashfs-image.oci.sif"),
         dir.path(),
         "image.oci.sif",
@@ -1088,12 +1039,12 @@ fn invalid_drops_are_refused_and_change_nothing() {
 #[test]
 fn read_only_mounts_refuse_every_change() {
     let demo = SignedDemo::new();
-    let image = writable_copy(
+    let image = common::writable_copy_of(
         &upstream("generated/squashfs-image.signed1.oci.sif"),
         demo.dir.path(),
         "signed1.oci.sif",
     );
-    let zero_bits = writable_copy(
+    let zero_bits = common::writable_copy_of(
         &upstream("generated/squashfs-image.signed1.oci.sif"),
         demo.dir.path(),
         "no-write-bits.oci.sif",
@@ -1135,7 +1086,7 @@ fn read_only_mounts_refuse_every_change() {
             Err(Failed::Op(libc::EROFS)),
             "{what}: mkdir in cosign/"
         );
-        let out = run("rm", "coreutils", &[&"-r", &cosign.join(entry)]);
+        let out = run_tool("rm", "coreutils", &[&"-r", &cosign.join(entry)]);
         assert_eq!(out.status.code(), Some(1), "{what}: rm -r: {}", out.stderr);
         assert!(
             out.stderr.contains("Read-only file system"),
@@ -1178,7 +1129,7 @@ fn rm_r_removes_the_signature_layer() {
     let cosign = m.path("cosign");
     let entry = demo.entry();
     assert!(ls(&cosign).contains(&entry), "{:?}", ls(&cosign));
-    let out = run("rm", "coreutils", &[&"-r", &cosign.join(&entry)]);
+    let out = run_tool("rm", "coreutils", &[&"-r", &cosign.join(&entry)]);
     assert_ok(&out, &format!("rm -r MP/cosign/{entry}"), &m);
     assert_eq!(
         ls(&cosign),
@@ -1189,7 +1140,7 @@ fn rm_r_removes_the_signature_layer() {
     m.unmount();
     assert_bytes_eq(&read(&image), &demo.unsigned, "attach then rm -r");
 
-    let signed2 = writable_copy(
+    let signed2 = common::writable_copy_of(
         &upstream("generated/squashfs-image.signed2.oci.sif"),
         demo.dir.path(),
         "signed2.oci.sif",
@@ -1200,7 +1151,7 @@ fn rm_r_removes_the_signature_layer() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(listed[0].starts_with("sig-") && listed[0].ends_with("-1"));
     assert!(listed[1].starts_with("sig-") && listed[1].ends_with("-2"));
-    let out = run("rm", "coreutils", &[&"-r", &cosign.join(&listed[1])]);
+    let out = run_tool("rm", "coreutils", &[&"-r", &cosign.join(&listed[1])]);
     assert_ok(&out, &format!("rm -r MP/cosign/{}", listed[1]), &m);
     assert_eq!(ls(&cosign), [listed[0].clone()]);
     m.unmount();

@@ -3,12 +3,9 @@
 //! writer (the fuzzers' inputs were mutations of shared test files, which the project
 //! does not copy), keeping the field values that mattered.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
-
 use std::sync::Arc;
 
+use crate::common::images;
 use sifmount::sif::{
     ChangeTime, CreateOptions, DataType, DeleteOptions, Descriptor, Header, MemStorage,
     ObjectInput, OpenMode, SifImage, DESCRIPTOR_SIZE, HEADER_SIZE,

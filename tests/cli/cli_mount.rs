@@ -3,13 +3,13 @@
 //! mount.fuse3 from the fuse3 package); .ci/run provides both. What the mount shows is
 //! tested elsewhere; here only what the command line promises.
 
-mod common;
-
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::common;
 
 const IMAGE: &str = "generated/hello-world-cosign-manifest.oci.sif";
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\": \"1.0.0\"}";
@@ -424,25 +424,6 @@ fn a_signal_while_the_mount_is_busy_detaches_it_and_the_process_ends_with_its_la
     assert_eq!(status.code(), Some(0));
 }
 
-#[track_caller]
-fn need_root(why: &str) {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test must run as root: {why}"
-    );
-}
-
-/// A writable copy of an upstream image in `dir`.
-fn writable_copy(dir: &Path, rel: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("image.oci.sif");
-    std::fs::copy(common::upstream(rel), &path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
 /// The daemon's lines reach syslog(3). The test owns the "syslog daemon": a datagram
 /// socket bound in a temporary directory, which a private mount namespace (unshare -m)
 /// shows as /dev/log to sifmount alone (over a /dev of its own holding just the devices it
@@ -451,7 +432,7 @@ fn writable_copy(dir: &Path, rel: &str) -> PathBuf {
 #[test]
 fn a_daemon_logs_to_syslog_with_its_ident_and_priority() {
     need_fuse();
-    need_root("it makes a private mount namespace (unshare -m) to put its own /dev/log");
+    common::need_root("it makes a private mount namespace (unshare -m) to put its own /dev/log");
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().canonicalize().unwrap();
     let socket_path = t.join("log.sock");
@@ -459,7 +440,7 @@ fn a_daemon_logs_to_syslog_with_its_ident_and_priority() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let image = writable_copy(&t, "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(&t, "generated/squashfs-image.oci.sif");
     let mp = t.join("mnt");
     std::fs::create_dir(&mp).unwrap();
     let script = r#"
@@ -581,7 +562,7 @@ fn u_on_a_busy_mount_says_who_keeps_it_busy_and_leaves_it_mounted() {
 #[test]
 fn mounting_over_a_mount_of_something_else_is_refused_as_busy() {
     need_fuse();
-    need_root("it mounts a tmpfs to have a non-FUSE mount point");
+    common::need_root("it mounts a tmpfs to have a non-FUSE mount point");
     let (_copy, image) = read_only_copy();
     let mp = MountPoint::new();
     let o = run(&[

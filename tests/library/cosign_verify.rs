@@ -1,12 +1,10 @@
 //! Verification of real cosign signatures, attestations and bundles with public keys
 //! (docs/FORMAT.md, The payload and what verifies it, §4, §6.3), and the keys and documents it reads.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::testdata;
+use crate::common::{self, cosign_data, cosign_key as key};
 use sifmount::cosign::{
     bundle_envelope, pae, verify, Bundle, BundleContent, EntryKind, Envelope, PublicKey, Statement,
     Subject, Verdict, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
@@ -15,17 +13,8 @@ use sifmount::cosign::{
 use sifmount::oci::{Index, LayoutDir, Manifest};
 use sifmount::sif::Digest;
 
-fn cosign_dir() -> PathBuf {
-    testdata().join("cosign")
-}
-
-fn key(rel: &str) -> PublicKey {
-    let path = cosign_dir().join(rel);
-    PublicKey::load(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
 fn key_name(rel: &str) -> String {
-    cosign_dir().join(rel).display().to_string()
+    cosign_data(rel).display().to_string()
 }
 
 const SINGULARITY_KEY: &str = "keys/singularity-cosign.pub";
@@ -71,7 +60,7 @@ fn read_blob(layout: &Path, digest: &Digest) -> Vec<u8> {
 /// Every layer of every `_cosign:sha256-<hex>.sig|.att` image of a layout, with the
 /// target taken from the name.
 fn tagged_layers(layout_name: &str) -> Vec<Layer> {
-    let dir = cosign_dir().join(layout_name);
+    let dir = cosign_data(layout_name);
     let layout = LayoutDir::new(&dir);
     let index = Index::parse(&layout.index_bytes().unwrap()).unwrap();
     let mut out = Vec::new();
@@ -292,7 +281,7 @@ fn read_dir_file(path: &Path) -> Vec<u8> {
 /// `\0sigstore-json\n` and `{"mimeType","payload"(base64),"annotations"}`; the target is
 /// the digest of `manifest.json`.
 fn dir_signatures(name: &str) -> Vec<Layer> {
-    let dir = cosign_dir().join("containers-image").join(name);
+    let dir = cosign_data("containers-image").join(name);
     let target = Digest::of(&read_dir_file(&dir.join("manifest.json")));
     let mut out = Vec::new();
     for n in 1.. {
@@ -383,7 +372,7 @@ fn containers_image_keyless_signature_fails_with_any_key_and_says_it_is_keyless(
 
 #[test]
 fn real_keyless_bundle_parses_and_fails_with_a_key() {
-    let path = cosign_dir().join("cosign-repo/oci-attestation.sigstore.json");
+    let path = cosign_data("cosign-repo/oci-attestation.sigstore.json");
     let bytes = std::fs::read(&path).unwrap();
     let bundle = Bundle::parse(&bytes).unwrap();
     assert_eq!(
@@ -432,7 +421,7 @@ fn real_keyless_bundle_parses_and_fails_with_a_key() {
 /// The referrer manifests of a layout: manifests among its blobs that have a subject
 /// (`cosign save` lists none of them in index.json).
 fn referrers(layout_name: &str) -> Vec<(Digest, Manifest)> {
-    let dir = cosign_dir().join(layout_name);
+    let dir = cosign_data(layout_name);
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -457,7 +446,7 @@ fn synth_referrer_bundle_parses_and_verifies_with_the_synth_key() {
     );
     let target = manifest.subject.as_ref().unwrap().digest;
     let l = &manifest.layers[0];
-    let payload = read_blob(&cosign_dir().join(layout), &l.digest);
+    let payload = read_blob(&cosign_data(layout), &l.digest);
 
     let bundle = Bundle::parse(&payload).unwrap();
     assert!(matches!(
@@ -525,7 +514,7 @@ fn every_fixture_public_key_loads_as_p256() {
 
 #[test]
 fn bad_key_files_give_errors_naming_the_file() {
-    let private = cosign_dir().join("keys/singularity-cosign.key");
+    let private = cosign_data("keys/singularity-cosign.key");
     let e = PublicKey::load(&private).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}: ", private.display())), "{e}");
     assert!(
@@ -567,10 +556,7 @@ fn bad_key_files_give_errors_naming_the_file() {
 
 /// A simple-signing payload for `target`, as cosign writes it.
 fn simple_signing_payload(target: &Digest) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":"example.com/x"}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":null}}"#
-    )
-    .into_bytes()
+    common::simple_signing_for("example.com/x", target, "null")
 }
 
 fn signed_layer(payload: Vec<u8>, signature: &[u8], target: Digest) -> Layer {

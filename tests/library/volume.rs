@@ -2,26 +2,13 @@
 //! makes for `cp`, `cp -r` and `rm -r`, made straight on a [`Volume`], with the image
 //! checked byte for byte against the upstream files afterwards.
 
-mod common;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-
-use common::{assert_bytes_eq, upstream};
-use sifmount::cosign::SIGNATURE_ANNOTATION;
+use crate::common::lookup::{names, resolve};
+use crate::common::{assert_bytes_eq, upstream, upstream_signature_text, writable_temp_copy};
 use sifmount::sif::Digest;
 use sifmount::tree::{Ino, Kind, TreeError, ROOT};
 use sifmount::volume::{Volume, VolumeOptions};
-
-/// A writable copy of an upstream file in a temporary directory.
-fn writable_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("image.oci.sif");
-    std::fs::copy(upstream(rel), &path).unwrap();
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    std::fs::set_permissions(&path, perms).unwrap();
-    (dir, path)
-}
 
 fn open(path: &Path, writable: bool) -> Volume {
     Volume::open(
@@ -34,23 +21,6 @@ fn open(path: &Path, writable: bool) -> Volume {
     )
     .unwrap()
     .0
-}
-
-fn resolve(v: &Volume, path: &str) -> Result<Ino, TreeError> {
-    let mut ino = ROOT;
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        ino = v.lookup(ino, part.as_bytes())?.ino;
-    }
-    Ok(ino)
-}
-
-fn names(v: &Volume, path: &str) -> Vec<String> {
-    let dir = resolve(v, path).unwrap();
-    v.entries(dir)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect()
 }
 
 fn read_all(v: &Volume, path: &str) -> Vec<u8> {
@@ -92,12 +62,6 @@ fn cp_over(v: &Volume, path: &str, bytes: &[u8]) -> Result<(), TreeError> {
     result
 }
 
-/// The newest signature layer of an upstream signed file: payload and signature text.
-fn last_signature(rel: &str) -> (Vec<u8>, String) {
-    let (payload, annotations) = common::upstream_last_signature(rel);
-    (payload, annotations[SIGNATURE_ANNOTATION].clone())
-}
-
 fn target13_of(v: &Volume) -> String {
     names(v, "cosign")
         .into_iter()
@@ -108,9 +72,9 @@ fn target13_of(v: &Volume) -> String {
 
 #[test]
 fn payload_then_signature_commits_at_the_second_close_byte_for_byte() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
 
     cp_new(&v, "cosign", "p.json", &payload).unwrap();
     assert_eq!(names(&v, "cosign"), ["p.json"], "pending until signed");
@@ -142,10 +106,11 @@ fn payload_then_signature_commits_at_the_second_close_byte_for_byte() {
 
 #[test]
 fn signature_first_and_a_second_signature_give_signed2() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     for (i, step) in ["signed1", "signed2"].into_iter().enumerate() {
-        let (payload, sig) = last_signature(&format!("generated/squashfs-image.{step}.oci.sif"));
+        let (payload, sig) =
+            upstream_signature_text(&format!("generated/squashfs-image.{step}.oci.sif"));
         let name = format!("s{i}");
         cp_new(&v, "cosign", &format!("{name}.sig"), sig.as_bytes()).unwrap();
         cp_new(&v, "cosign", &name, &payload).unwrap();
@@ -167,7 +132,7 @@ fn signature_first_and_a_second_signature_give_signed2() {
 
 #[test]
 fn unchanged_inodes_keep_their_numbers_and_changed_files_get_new_ones() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     let blobs_before: Vec<(String, Ino)> = v
         .entries(resolve(&v, "blobs/sha256").unwrap())
@@ -177,7 +142,7 @@ fn unchanged_inodes_keep_their_numbers_and_changed_files_get_new_ones() {
         .collect();
     let index_before = resolve(&v, "index.json").unwrap();
     let old_index = read_all(&v, "index.json");
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     cp_new(&v, "cosign", "p", &payload).unwrap();
     cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap();
 
@@ -207,10 +172,10 @@ fn unchanged_inodes_keep_their_numbers_and_changed_files_get_new_ones() {
 
 #[test]
 fn a_refused_drop_stays_visible_with_its_reason_and_can_be_fixed() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let before = std::fs::read(&path).unwrap();
     let v = open(&path, true);
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     cp_new(&v, "cosign", "p", &payload).unwrap();
     let e = cp_new(&v, "cosign", "p.sig", b"not base64!!").unwrap_err();
     assert!(matches!(e, TreeError::Rejected(_)), "{e:?}");
@@ -231,7 +196,7 @@ fn a_refused_drop_stays_visible_with_its_reason_and_can_be_fixed() {
 
 #[test]
 fn oversized_files_fail_at_the_write() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     let e = cp_new(&v, "cosign", "big", &vec![b'{'; 70 << 10]).unwrap_err();
     assert!(matches!(e, TreeError::TooLarge(_)), "{e:?}");
@@ -254,7 +219,7 @@ fn copying_an_entry_directory_in_any_file_order_commits_once() {
         })
         .collect();
     for reversed in [false, true] {
-        let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+        let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
         let v = open(&path, true);
         let dir = resolve(&v, "cosign").unwrap();
         v.mkdir(dir, entry.as_bytes()).unwrap();
@@ -282,7 +247,7 @@ fn copying_an_entry_directory_in_any_file_order_commits_once() {
 
 #[test]
 fn removing_an_entry_takes_unlinks_then_rmdir() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.signed2.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.signed2.oci.sif");
     let v = open(&path, true);
     let t = target13_of(&v);
     let entry = format!("sig-{t}-2");
@@ -306,7 +271,7 @@ fn removing_an_entry_takes_unlinks_then_rmdir() {
 
 #[test]
 fn committed_files_accept_their_own_bytes_and_refuse_others() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.signed1.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.signed1.oci.sif");
     let v = open(&path, true);
     let t = target13_of(&v);
     let entry = format!("cosign/sig-{t}-1");
@@ -326,7 +291,7 @@ fn committed_files_accept_their_own_bytes_and_refuse_others() {
 
 #[test]
 fn read_only_volumes_refuse_every_change() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.signed1.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.signed1.oci.sif");
     let v = open(&path, false);
     let cosign = resolve(&v, "cosign").unwrap();
     assert!(matches!(v.create(cosign, b"x"), Err(TreeError::ReadOnly)));
@@ -345,7 +310,7 @@ fn read_only_volumes_refuse_every_change() {
 
 #[test]
 fn writes_outside_cosign_are_read_only_even_when_writable() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     assert!(matches!(v.create(ROOT, b"x"), Err(TreeError::ReadOnly)));
     assert!(matches!(v.mkdir(ROOT, b"x"), Err(TreeError::ReadOnly)));
@@ -362,11 +327,12 @@ fn writes_outside_cosign_are_read_only_even_when_writable() {
 
 #[test]
 fn names_of_a_committed_drop_can_be_reused_once_removed() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     let cosign = resolve(&v, "cosign").unwrap();
     for step in ["signed1", "signed2"] {
-        let (payload, sig) = last_signature(&format!("generated/squashfs-image.{step}.oci.sif"));
+        let (payload, sig) =
+            upstream_signature_text(&format!("generated/squashfs-image.{step}.oci.sif"));
         cp_new(&v, "cosign", "p", &payload).unwrap();
         cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap();
         // `rm p p.sig`: the names go, the signature stays.
@@ -388,7 +354,7 @@ fn names_of_a_committed_drop_can_be_reused_once_removed() {
 
 #[test]
 fn a_file_refused_for_its_size_keeps_that_reason_until_rewritten() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     let cosign = resolve(&v, "cosign").unwrap();
     let (attr, fh) = v.create(cosign, b"big").unwrap();
@@ -406,7 +372,7 @@ fn a_file_refused_for_its_size_keeps_that_reason_until_rewritten() {
     let reason = String::from_utf8(read_all(&v, "cosign/big.error")).unwrap();
     assert!(reason.contains("size limit"), "{reason}");
     // Rewritten within the limit, the file is judged on its content again.
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     cp_over(&v, "cosign/big", &payload).unwrap();
     cp_new(&v, "cosign", "big.sig", sig.as_bytes()).unwrap();
     assert!(names(&v, "cosign").iter().any(|n| n.starts_with("sig-")));
@@ -414,12 +380,12 @@ fn a_file_refused_for_its_size_keeps_that_reason_until_rewritten() {
 
 #[test]
 fn a_committed_directory_shows_what_was_written_and_rm_r_of_it_removes_the_signature() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let before = std::fs::read(&path).unwrap();
     let v = open(&path, true);
     let cosign = resolve(&v, "cosign").unwrap();
     let mine = v.mkdir(cosign, b"mine").unwrap().ino;
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     cp_new(&v, "cosign/mine", "signature", sig.as_bytes()).unwrap();
     cp_new(&v, "cosign/mine", "payload", &payload).unwrap();
     let t = target13_of(&v);
@@ -460,7 +426,7 @@ fn a_committed_directory_shows_what_was_written_and_rm_r_of_it_removes_the_signa
 
 #[test]
 fn a_second_writer_is_refused_and_readers_are_not() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let first = open(&path, true);
     let e = Volume::open(
         &path,
@@ -492,12 +458,12 @@ fn a_change_made_behind_the_mount_fails_the_update_meeting_it_and_later_ones_bui
             Box::new(|f: &std::fs::File| std::os::unix::fs::FileExt::write_all_at(f, &[1], 72)),
         ),
     ] {
-        let (_d, path) = writable_copy("generated/squashfs-image.oci.sif");
+        let (_d, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
         let v = open(&path, true);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         change(&file).unwrap();
         let changed = std::fs::read(&path).unwrap();
-        let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+        let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
         cp_new(&v, "cosign", "p", &payload).unwrap();
         let e = cp_new(&v, "cosign", "p.sig", sig.as_bytes()).unwrap_err();
         assert!(matches!(e, TreeError::Stale(_)), "{what}: {e:?}");
@@ -547,7 +513,7 @@ fn a_change_made_behind_the_mount_fails_the_update_meeting_it_and_later_ones_bui
 
 #[test]
 fn staged_files_never_share_an_inode_with_the_image_tree() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open(&path, true);
     let mut tree_inos = std::collections::HashSet::new();
     let mut todo = vec![ROOT];
@@ -589,11 +555,11 @@ fn open_limited(path: &Path, files: usize, size: u64, total: u64) -> Volume {
 
 #[test]
 fn the_number_of_staged_files_and_directories_is_bounded() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let before = std::fs::read(&path).unwrap();
     let v = open_limited(&path, 3, 64 << 10, 1 << 20);
     let cosign = resolve(&v, "cosign").unwrap();
-    let (payload, _) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, _) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     // Payloads without signatures stay staged: each one counts.
     cp_new(&v, "cosign", "a", &payload).unwrap();
     cp_new(&v, "cosign", "b", &payload).unwrap();
@@ -623,9 +589,9 @@ fn the_number_of_staged_files_and_directories_is_bounded() {
 
 #[test]
 fn the_bytes_staged_together_are_bounded_and_a_refused_file_can_be_rewritten() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open_limited(&path, 100, 64 << 10, 100 << 10);
-    let (payload, sig) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, sig) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     // A payload padded with JSON whitespace stays a payload waiting for its signature.
     let mut filler = payload.clone();
     filler.resize(60 << 10, b' ');
@@ -671,9 +637,9 @@ fn the_bytes_staged_together_are_bounded_and_a_refused_file_can_be_rewritten() {
 
 #[test]
 fn the_total_is_never_below_the_largest_file() {
-    let (_dir, path) = writable_copy("generated/squashfs-image.oci.sif");
+    let (_dir, path) = writable_temp_copy("generated/squashfs-image.oci.sif");
     let v = open_limited(&path, 0, 128 << 10, 64 << 10);
-    let (mut big, _) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (mut big, _) = upstream_signature_text("generated/squashfs-image.signed1.oci.sif");
     big.resize(100 << 10, b' ');
     cp_new(&v, "cosign", "big", &big).unwrap();
     assert_eq!(read_all(&v, "cosign/big").len(), 100 << 10);

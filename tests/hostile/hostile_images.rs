@@ -1,5 +1,5 @@
 //! Hostile images: valid SIF files with adversarial content (and the SIF-level attacks
-//! `broken_images.rs` lacks). Each case must either be refused with a message that names
+//! `tests/library/broken_images.rs` lacks). Each case must either be refused with a message that names
 //! the file and the problem, or mount safely:
 //!
 //! * the tree builds, read-only and (for OCI-SIFs, as `sifmount` would mount them)
@@ -18,12 +18,12 @@
 //! fails a case that takes longer than [`WATCHDOG`], naming it, instead of hanging CI.
 //! Timing is not a performance assertion, only "does not hang".
 //!
-//! One line per case is printed (`cargo test --test hostile_images -- --nocapture`).
+//! One line per case is printed (`cargo test --test hostile -- --nocapture`).
 //! `real_mount_of_the_nastiest_cases` mounts a few of them with the `sifmount` binary.
-
-mod common;
-#[path = "common/mounted.rs"]
-mod mounted;
+//!
+//! Why this file is long: most of it is the table of cases (`cases`), each a hostile image
+//! and what it must give; the allocator, the image builders and the walk exist for that
+//! table, and the allocator keeps the file in a test binary of its own.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{self, lookup, mounted};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use sifmount::oci::{media_type, ImageKind, OciSif, REF_NAME};
@@ -344,10 +345,7 @@ fn sig_manifest(payloads: &[Vec<u8>], annotations: Value) -> Vec<u8> {
 }
 
 fn simple_signing(target: &Digest) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":null}}"#
-    )
-    .into_bytes()
+    common::simple_signing(target, "null")
 }
 
 fn sig_tag(target: &Digest) -> String {
@@ -395,12 +393,9 @@ struct Walked {
     not_its_bytes: Vec<(String, String)>,
 }
 
+/// The inode at `path`, if there is one: hostile trees may lack any path.
 fn resolve(v: &Volume, path: &str) -> Option<Ino> {
-    let mut ino = ROOT;
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        ino = v.lookup(ino, part.as_bytes()).ok()?.ino;
-    }
-    Some(ino)
+    lookup::resolve(v, path).ok()
 }
 
 fn count(v: &Volume, path: &str) -> usize {
@@ -409,6 +404,7 @@ fn count(v: &Volume, path: &str) -> usize {
         .map_or(0, |e| e.len())
 }
 
+/// The names in directory `path`; none when it is missing or no directory.
 fn names(v: &Volume, path: &str) -> Vec<String> {
     resolve(v, path)
         .and_then(|d| v.entries(d).ok())
@@ -658,7 +654,7 @@ fn cases() -> Vec<Case> {
         expect,
     };
     vec![
-        // --- SIF level: what broken_images.rs does not cover -------------------------
+        // --- SIF level: what tests/library/broken_images.rs does not cover -----------
         case(
             "sif/empty-object-inside-the-table",
             || {

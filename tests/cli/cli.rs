@@ -1,10 +1,9 @@
 //! The `sifmount` binary and the `make-oci-sif` example, run as a user runs them.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common;
 use sifmount::oci::{ImageKind, Index, Manifest, OciSif};
 use sifmount::sif::{CreateOptions, DataType, ObjectInput, OpenMode, SifImage};
 

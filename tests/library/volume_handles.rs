@@ -1,17 +1,15 @@
 //! What readers hold across a commit, on a [`Volume`] without a kernel (the
-//! real-mount stress test is tests/concurrency_mount.rs): an attach replaces
+//! real-mount stress test is tests/mount/concurrency_mount.rs): an attach replaces
 //! `/index.json` and the signature image's documents, so their inodes leave the tree.
 //! A file opened before keeps reading what it opened; an inode the kernel looked up
 //! before and opens after opens what is at its path now; a listing that takes several
 //! calls shows every name that was there all along exactly once.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::common::lookup::resolve;
+use crate::common::{self, images};
 use sifmount::sif::Digest;
 use sifmount::tree::{Ino, Kind, TreeError, ROOT};
 use sifmount::volume::{Volume, VolumeOptions};
@@ -48,14 +46,6 @@ fn open(path: &Path) -> Volume {
     .0
 }
 
-fn resolve(v: &Volume, path: &str) -> Result<Ino, TreeError> {
-    let mut ino = ROOT;
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        ino = v.lookup(ino, part.as_bytes())?.ino;
-    }
-    Ok(ino)
-}
-
 /// Everything a handle reads, from offset 0, in reads of 7 bytes (several calls, as the
 /// kernel makes them).
 fn read_handle(v: &Volume, ino: Ino, fh: u64) -> Vec<u8> {
@@ -82,11 +72,9 @@ fn read_path(v: &Volume, path: &str) -> Vec<u8> {
 /// Attaches signature `n` the way `cp p p.sig /cosign/` does.
 fn attach(v: &Volume, target: &Digest, n: usize) {
     let cosign = resolve(v, "cosign").unwrap();
-    let payload = format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"n":{n}}}}}"#
-    );
+    let payload = common::simple_signing(target, &format!(r#"{{"n":{n}}}"#));
     for (name, bytes) in [
-        (format!("p{n}"), payload.into_bytes()),
+        (format!("p{n}"), payload),
         (format!("p{n}.sig"), SIGNATURE.as_bytes().to_vec()),
     ] {
         let (a, fh) = v.create(cosign, name.as_bytes()).unwrap();

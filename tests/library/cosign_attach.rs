@@ -2,38 +2,31 @@
 //! (the man page, ATTACHING "Attaching", docs/FORMAT.md, Cosign): the files a user would drop, checked
 //! against upstream's bytes (SingularityCE-signed files, real cosign layouts), and every
 //! refusal leaving the image byte-identical.
-
-mod common;
+//!
+//! Why this file is long: a quarter of it is one table, every drop attach must refuse with
+//! the file and the reason it names, and the rest compares each form of attach, amend and
+//! detach with upstream's bytes through the same in-memory image; what other files share
+//! with it lives in `tests/common/`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{assert_bytes_eq, read_upstream, testdata};
+use crate::common::{
+    assert_bytes_eq, cosign_data, read_upstream, upstream_last_signature, MemOci as Mem,
+};
 use sifmount::cosign::{
     amend, attach, attach_with_style, cosign_ref_name, detach, discover, drop_annotations, prepare,
     AttachError, AttachOutcome, DropFiles, EntryKind, SIGNATURE_ANNOTATION,
 };
-use sifmount::oci::{write_oci_sif, BlobSource, EntryStyle, Index, LayoutDir, Manifest, OciSif};
-use sifmount::sif::{Digest, MemStorage, OpenMode, SifImage};
+use sifmount::oci::{write_oci_sif, BlobSource, EntryStyle, Index, LayoutDir, Manifest};
+use sifmount::sif::{Digest, MemStorage};
 
 const SIG_KEY: &str = SIGNATURE_ANNOTATION;
 const CERT_KEY: &str = "dev.sigstore.cosign/certificate";
 const HELLO: &str = "sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";
 
 /// An image held in memory, so that every test can compare the whole file.
-struct Mem {
-    storage: Arc<MemStorage>,
-    oci: OciSif,
-}
-
 impl Mem {
-    fn open(bytes: Vec<u8>) -> Mem {
-        let storage = Arc::new(MemStorage::new(bytes));
-        let sif = SifImage::from_storage(Box::new(storage.clone()), OpenMode::ReadWrite).unwrap();
-        let oci = OciSif::from_sif(sif).unwrap();
-        Mem { storage, oci }
-    }
-
     fn upstream(rel: &str) -> Mem {
         Mem::open(read_upstream(rel))
     }
@@ -41,7 +34,7 @@ impl Mem {
     /// The OCI-SIF of a cosign fixture layout, with spare descriptors: upstream writes
     /// none, and a full table cannot take the objects of an attach.
     fn layout(name: &str) -> Mem {
-        let source = LayoutDir::new(layout_path(name));
+        let source = LayoutDir::new(cosign_data(name));
         let storage = Arc::new(MemStorage::default());
         let oci = write_oci_sif(
             Box::new(storage.clone()),
@@ -51,10 +44,6 @@ impl Mem {
         )
         .unwrap();
         Mem { storage, oci }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        self.storage.to_vec()
     }
 
     fn root(&self) -> Index {
@@ -84,12 +73,8 @@ impl Mem {
     }
 }
 
-fn layout_path(name: &str) -> std::path::PathBuf {
-    testdata().join("cosign").join(name)
-}
-
 fn layout_blob(layout: &str, digest: &Digest) -> Vec<u8> {
-    LayoutDir::new(layout_path(layout))
+    LayoutDir::new(cosign_data(layout))
         .read_blob(digest)
         .unwrap()
         .unwrap_or_else(|| panic!("{layout} has no blob {digest}"))
@@ -105,11 +90,6 @@ fn sig_ref(target: &str) -> String {
 
 fn att_ref(target: &str) -> String {
     cosign_ref_name(EntryKind::Attestation, &digest(target)).unwrap()
-}
-
-/// The newest `.sig` layer of an upstream file: payload and annotations.
-fn last_signature(rel: &str) -> (Vec<u8>, BTreeMap<String, String>) {
-    common::upstream_last_signature(rel)
 }
 
 /// What `base64` prints: lines of 76 characters, each ending in a newline.
@@ -145,7 +125,7 @@ fn signature_files_as_users_write_them_reproduce_singularity_signing() {
             let mut image = Mem::upstream(&format!("generated/{prefix}.oci.sif"));
             for step in ["signed1", "signed2"] {
                 let rel = format!("generated/{prefix}.{step}.oci.sif");
-                let (payload, annotations) = last_signature(&rel);
+                let (payload, annotations) = upstream_last_signature(&rel);
                 assert_eq!(annotations.len(), 1, "{rel}: only the signature annotation");
                 let sig = &annotations[SIG_KEY];
                 let text = match form {
@@ -172,7 +152,8 @@ fn signature_files_as_users_write_them_reproduce_singularity_signing() {
 #[test]
 fn attach_writes_the_singularity_45_form() {
     let mut image = Mem::upstream("generated/squashfs-image.oci.sif");
-    let (payload, annotations) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, annotations) =
+        upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
     let drop = DropFiles {
         payload: Some(payload),
         annotations: Some(annotations_json(&annotations)),
@@ -191,7 +172,7 @@ fn attach_writes_the_singularity_45_form() {
 fn attaching_the_same_layer_again_changes_nothing() {
     let rel = "generated/squashfs-image.signed1.oci.sif";
     let mut image = Mem::upstream(rel);
-    let (payload, annotations) = last_signature(rel);
+    let (payload, annotations) = upstream_last_signature(rel);
     let sig = annotations[SIG_KEY].clone();
     for drop in [
         DropFiles {
@@ -239,7 +220,7 @@ fn second_signature_on_the_real_fixture_matches_the_synthetic_append() {
     let (old_manifest, old) = image.manifest(&sig_name).unwrap();
 
     let synth_index =
-        Index::parse(&LayoutDir::new(layout_path(synth)).index_bytes().unwrap()).unwrap();
+        Index::parse(&LayoutDir::new(cosign_data(synth)).index_bytes().unwrap()).unwrap();
     let synth_entry = synth_index
         .entries()
         .iter()
@@ -601,7 +582,8 @@ fn amend_adds_keys_and_refuses_changes() {
 #[test]
 fn incomplete_drops_wait_for_more() {
     let image = Mem::upstream("generated/squashfs-image.oci.sif");
-    let (payload, annotations) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, annotations) =
+        upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
     let sig = annotations[SIG_KEY].clone();
     let cert = Some(b"cert".to_vec());
     for drop in [
@@ -672,7 +654,8 @@ fn invalid_drops_are_refused_with_the_file_and_the_reason() {
     let mut image = Mem::upstream("generated/squashfs-image.signed1.oci.sif");
     let original = image.bytes();
     let target = image.root().entries()[0].digest;
-    let (payload, annotations) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, annotations) =
+        upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
     let sig = annotations[SIG_KEY].clone();
     let simple =
         |critical: &str| format!(r#"{{"critical":{critical},"optional":null}}"#).into_bytes();
@@ -919,7 +902,8 @@ fn invalid_drops_are_refused_with_the_file_and_the_reason() {
     assert_eq!(count, 25);
 
     // A good drop still attaches afterwards: the refusals changed nothing.
-    let (payload2, annotations2) = last_signature("generated/squashfs-image.signed2.oci.sif");
+    let (payload2, annotations2) =
+        upstream_last_signature("generated/squashfs-image.signed2.oci.sif");
     let drop = payload_and_signature(payload2, annotations2[SIG_KEY].clone().into_bytes());
     assert_eq!(
         image.attach_drop(&drop, EntryStyle::Singularity45),
@@ -936,7 +920,8 @@ fn invalid_drops_are_refused_with_the_file_and_the_reason() {
 fn attach_rechecks_the_attachment() {
     let mut image = Mem::upstream("generated/squashfs-image.oci.sif");
     let original = image.bytes();
-    let (payload, annotations) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, annotations) =
+        upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
     let drop = payload_and_signature(payload, annotations[SIG_KEY].clone().into_bytes());
     let good = prepare(&image.oci, &drop).unwrap().unwrap();
 
@@ -1009,7 +994,8 @@ fn appending_keeps_docker_media_types() {
     let mut image = Mem::upstream("generated/squashfs-image.oci.sif");
     let target = image.root().entries()[0].digest;
     let name = sig_ref(&target.to_string());
-    let (payload, annotations) = last_signature("generated/squashfs-image.signed1.oci.sif");
+    let (payload, annotations) =
+        upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
     let mut first = Descriptor::of("application/vnd.dev.cosign.simplesigning.v1+json", &payload);
     first.annotations = Some(annotations);
     let mut blobs = MemBlobs::new();
@@ -1026,7 +1012,8 @@ fn appending_keeps_docker_media_types() {
         .update_root_index(&root.to_go_json(), &blobs)
         .unwrap();
 
-    let (payload2, annotations2) = last_signature("generated/squashfs-image.signed2.oci.sif");
+    let (payload2, annotations2) =
+        upstream_last_signature("generated/squashfs-image.signed2.oci.sif");
     let drop = payload_and_signature(payload2, annotations2[SIG_KEY].clone().into_bytes());
     assert_eq!(
         image.attach_drop(&drop, EntryStyle::Singularity45),

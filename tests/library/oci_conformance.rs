@@ -6,11 +6,9 @@
 //! Every case runs against the current goldens and, where they differ, against the goldens
 //! from before go-containerregistry wrote `artifactType` into index entries.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{assert_bytes_eq, read_upstream, upstream};
+use crate::common::{self, assert_bytes_eq, read_upstream, upstream};
 use sifmount::oci::{
     write_oci_sif, BlobSource, Descriptor, Index, LayoutDir, OciSif, Sources, REF_NAME,
 };

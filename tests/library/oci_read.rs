@@ -2,11 +2,9 @@
 //! references is present and hashes to its digest; the odd root indexes real files
 //! have are accepted; broken OCI-SIFs give errors that say what is wrong.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{upstream, upstream_sifs};
+use crate::common::{upstream, upstream_sifs};
 use sifmount::oci::{media_type, ImageKind, OciError, OciSif};
 use sifmount::sif::{CreateOptions, DataType, Digest, MemStorage, ObjectInput, OpenMode, SifImage};
 

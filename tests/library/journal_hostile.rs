@@ -10,10 +10,6 @@
 //! became durable does. Runs as root (CI does): the ownership cases give files to a second
 //! user, uid 65534.
 
-mod common;
-#[path = "common/mounted.rs"]
-mod mounted;
-
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_bytes_eq, read_upstream, upstream_last_signature};
+use crate::common::{self, assert_bytes_eq, eio, mounted, read_upstream, upstream_last_signature};
 use sifmount::cosign::{attach, prepare, DropFiles};
 use sifmount::oci::OciSif;
 use sifmount::sif::{
@@ -36,23 +32,17 @@ const NOBODY: u32 = 65534;
 /// Anything that could block (a FIFO) must be refused long before this.
 const PROMPT: Duration = Duration::from_secs(20);
 
+/// For the tests that give files to [`NOBODY`].
 #[track_caller]
-fn need_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+fn need_root_to_chown() {
+    common::need_root_saying(&format!(
         "this test gives files to another user (uid {NOBODY}) and must run as root (CI does)"
-    );
+    ));
 }
 
 /// The image file, readable through `read_exact_at`, that refuses every change: an
 /// update journals, then fails to apply and to undo, and leaves its journal behind.
 struct Unwritable(fs::File);
-
-fn eio() -> io::Error {
-    io::Error::from_raw_os_error(libc::EIO)
-}
 
 impl Storage for Unwritable {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -190,7 +180,7 @@ fn a_genuine_journal_is_completed_and_left_with_mode_0600_and_one_link() {
 
 #[test]
 fn a_journal_owned_by_another_user_is_refused_by_writers_and_ignored_by_readers() {
-    need_root();
+    need_root_to_chown();
     let dir = tempfile::tempdir().unwrap();
     let image = interrupted_update(dir.path(), None);
     let journal = journal_of(&image);
@@ -228,7 +218,7 @@ fn a_journal_owned_by_another_user_is_refused_by_writers_and_ignored_by_readers(
 
 #[test]
 fn a_journal_others_can_write_or_with_two_links_or_too_large_is_refused() {
-    need_root();
+    need_root_to_chown();
     for (what, why, spoil) in [
         (
             "group-writable",

@@ -6,25 +6,15 @@
 //! Needs /dev/fuse and `fusermount3` (`.ci/run` installs them); fails, saying so, when one
 //! is missing.
 
-mod common;
-#[path = "common/cosign_sif.rs"]
-mod cosign_sif;
-#[path = "common/mounted.rs"]
-mod mounted;
-
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use common::{testdata, upstream};
-use mounted::{Mode, Mount};
+use crate::common::mounted::{Mode, Mount};
+use crate::common::{self, cosign_data, cosign_sif, mounted, upstream};
 use sifmount::oci::{media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, Sources};
 
 const TARGET: &str = "432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";
-
-fn cosign_data(rel: &str) -> PathBuf {
-    testdata().join("cosign").join(rel)
-}
 
 fn mount_with_key(image: &Path, key: &str) -> Mount {
     let key = cosign_data(key);
@@ -124,9 +114,8 @@ fn many_signatures(out: &Path, count: usize) {
     let layout = LayoutDir::new(cosign_data("ocitools-hello-world-cosign-manifest"));
     let layers = (0..count)
         .map(|i| {
-            let payload = format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"sha256:{TARGET}"}},"type":"cosign container image signature"}},"optional":{{"n":"{i}"}}}}"#
-            );
+            let payload =
+                common::simple_signing(&format!("sha256:{TARGET}"), &format!(r#"{{"n":"{i}"}}"#));
             let annotations = [(
                 "dev.cosignproject.cosign/signature".to_string(),
                 "MEUCIQ==".to_string(),
@@ -134,7 +123,7 @@ fn many_signatures(out: &Path, count: usize) {
             .into();
             (
                 "application/vnd.dev.cosign.simplesigning.v1+json".to_string(),
-                payload.into_bytes(),
+                payload,
                 annotations,
             )
         })

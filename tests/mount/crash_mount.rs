@@ -4,21 +4,16 @@
 //! Needs /dev/fuse, `fusermount3` and root (the full-disk test mounts a small tmpfs);
 //! fails, saying so, when one is missing.
 
-mod common;
-#[path = "common/images.rs"]
-mod images;
-#[path = "common/mounted.rs"]
-mod mounted;
-
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use mounted::{write_close, Mode, Mount};
-use sifmount::cosign::{discover, EntryKind};
+use crate::common::mounted::{write_close, Mode, Mount};
+use crate::common::{self, images};
+use sifmount::cosign::discover;
 use sifmount::oci::OciSif;
 use sifmount::sif::{Digest, OpenMode};
 
@@ -27,17 +22,10 @@ const SIGNATURE: &str =
     "MEYCIQCvk/Hm0uRosi3yQQ4T5TnBkI0MFdydeKtVpDhA5IatGgIhAJ0DgXgf9qKP/sQqdCaSIff3tmm3rS5PjANp3WCG/bJ4";
 
 fn payload(target: &Digest, n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":{{"creator":"crash test","timestamp":{n}}}}}"#
+    common::simple_signing(
+        target,
+        &format!(r#"{{"creator":"crash test","timestamp":{n}}}"#),
     )
-    .into_bytes()
-}
-
-/// A demo image in a temporary directory, with `spare` free descriptors.
-fn image(dir: &Path, spare: i64) -> (PathBuf, Digest) {
-    let path = dir.join("image.oci.sif");
-    let written = images::write_demo_image_with_spare(&path, spare);
-    (path, written.manifest)
 }
 
 /// The payload digests of every signature layer in the image, after it has been opened
@@ -51,11 +39,7 @@ fn signature_payloads(path: &Path) -> HashSet<Digest> {
     );
     let d = discover(&oci);
     assert!(d.warnings.is_empty(), "{:?}", d.warnings);
-    d.entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::Signature)
-        .map(|e| e.layer.digest)
-        .collect()
+    common::signature_payloads(&d).into_iter().collect()
 }
 
 /// Mounted through a symbolic link in another directory: the journal an interrupted
@@ -63,7 +47,7 @@ fn signature_payloads(path: &Path) -> HashSet<Digest> {
 #[test]
 fn kill_9_during_100_concurrent_attaches_loses_no_attach_that_returned() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, target) = image(dir.path(), 8);
+    let (path, target) = images::demo_image_at(dir.path(), "image.oci.sif", 8);
     let elsewhere = tempfile::tempdir().unwrap();
     let link = elsewhere.path().join("link.sif");
     std::os::unix::fs::symlink(&path, &link).unwrap();
@@ -184,7 +168,7 @@ impl Drop for SmallFs {
 #[test]
 fn a_full_file_system_fails_the_attach_with_enospc_and_keeps_the_old_image() {
     let fs_ = SmallFs::new(1 << 20);
-    let (path, target) = image(fs_.dir.path(), 8);
+    let (path, target) = images::demo_image_at(fs_.dir.path(), "image.oci.sif", 8);
     let before = fs::read(&path).unwrap();
     // Leave no room at all: the journal, or the image growing past its last page, fails.
     let filler = fs_.dir.path().join("filler");

@@ -2,12 +2,11 @@
 //! a tree whose files hold exactly the bytes of the SIF, named as the design says, with
 //! consistent attributes and links.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{upstream, upstream_sifs};
+use crate::common::lookup::tree_names as names;
+use crate::common::{self, upstream, upstream_sifs};
 use sha2::{Digest as _, Sha256};
 use sifmount::oci::{media_type, Descriptor, Index, OciSif};
 use sifmount::sif::{Digest, OpenMode, SifImage};
@@ -32,15 +31,6 @@ fn read_all(tree: &Tree, ino: Ino) -> Vec<u8> {
 fn read_path(tree: &Tree, path: &str) -> Vec<u8> {
     let attr = tree.resolve(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     read_all(tree, attr.ino)
-}
-
-fn names(tree: &Tree, path: &str) -> Vec<String> {
-    let ino = tree.resolve(path).unwrap().ino;
-    tree.entries(ino)
-        .unwrap()
-        .iter()
-        .map(|e| e.name.clone())
-        .collect()
 }
 
 /// Every node of the tree by path ("" is the root), walking directories only.
@@ -559,11 +549,9 @@ fn a_read_of_an_object_another_writer_removed_fails_instead_of_returning_other_b
 
     let mut oci = OciSif::open(&path, OpenMode::ReadWrite).unwrap();
     let target = oci.root_index().unwrap().entries()[0].digest;
-    let payload = format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":""}},"image":{{"docker-manifest-digest":"{target}"}},"type":"cosign container image signature"}},"optional":null}}"#
-    );
+    let payload = common::simple_signing(&target, "null");
     let drop = sifmount::cosign::DropFiles {
-        payload: Some(payload.into_bytes()),
+        payload: Some(payload),
         signature: Some(b"c2lmbW91bnQgdHJlZSB0ZXN0\n".to_vec()),
         ..Default::default()
     };

@@ -40,8 +40,6 @@
 //! | directory                | a directory instead of a file (both modes)     | `is a directory` (any case) |
 //! | missing-file             | no such file                                   | `cannot open`, `No such file` |
 
-mod common;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;

@@ -4,16 +4,16 @@
 //! one. Also: torn and corrupt journals, a full disk in the middle of an update, failures
 //! inside an update, read-only opens and `SifImage::recover` on real files, and the
 //! number of syncs a commit costs.
-
-mod common;
-#[path = "common/images.rs"]
-mod images;
+//!
+//! Why this file is long: the failing, full and counting storages and journals are made
+//! for these tests alone, and every test drives the same sweep (cut an update short after
+//! each write, reopen, compare) through them; apart they would each need all of it.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{assert_bytes_eq, read_upstream};
+use crate::common::{assert_bytes_eq, eio, images, read_upstream};
 use sifmount::cosign::{attach, cosign_ref_name, detach, prepare, DropFiles, EntryKind};
 use sifmount::oci::{BlobSource, Manifest, OciError, OciSif};
 use sifmount::sif::{
@@ -66,10 +66,6 @@ impl Budget {
     fn crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)
     }
-}
-
-fn eio() -> io::Error {
-    io::Error::from_raw_os_error(libc::EIO)
 }
 
 /// An image (in memory, or a file) whose writes stop when the budget runs out.

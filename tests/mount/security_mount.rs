@@ -7,10 +7,6 @@
 //! Needs /dev/fuse and fusermount3, and root (to act as another user, uid 65534); fails,
 //! saying so, rather than skipping.
 
-mod common;
-#[path = "common/mounted.rs"]
-mod mounted;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -19,21 +15,12 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mounted::{Mode, Mount, Output};
+use crate::common::mounted::{Mode, Mount, Output};
+use crate::common::{self, mounted};
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 const NOBODY: u32 = 65534;
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\": \"1.0.0\"}";
-
-#[track_caller]
-fn need_root(why: &str) {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test must run as root: {why}"
-    );
-}
 
 /// Runs `program args` as uid and gid 65534 with no supplementary groups.
 fn as_nobody(program: &str, args: &[&OsStr]) -> Output {
@@ -64,14 +51,6 @@ fn open_the_way(m: &Mount) {
     fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// A copy of an upstream image that mounts read-write, in `dir`.
-fn writable_copy(dir: &Path, rel: &str) -> PathBuf {
-    let path = dir.join("image.oci.sif");
-    fs::copy(common::upstream(rel), &path).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    path
-}
-
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
@@ -81,7 +60,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn only_the_mounting_user_gets_in_unless_allow_other() {
-    need_root("it checks what another user (uid 65534) may do");
+    common::need_root("it checks what another user (uid 65534) may do");
     let image = common::upstream("generated/hello-world-cosign-manifest.oci.sif");
 
     let m = Mount::new(&image, Mode::Daemon, &[]);
@@ -111,9 +90,9 @@ fn only_the_mounting_user_gets_in_unless_allow_other() {
 
 #[test]
 fn modes_are_enforced_so_that_another_user_reads_but_cannot_write_into_cosign() {
-    need_root("it checks what another user (uid 65534) may do");
+    common::need_root("it checks what another user (uid 65534) may do");
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
     let before = fs::read(&image).unwrap();
     let m = Mount::new(&image, Mode::Foreground, &["-o", "allow_other"]);
     open_the_way(&m);
@@ -163,7 +142,7 @@ fn modes_are_enforced_so_that_another_user_reads_but_cannot_write_into_cosign() 
 #[test]
 fn staging_limits_hold_through_a_real_mount() {
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
     let before = fs::read(&image).unwrap();
     let m = Mount::new(
         &image,
@@ -318,7 +297,7 @@ fn no_symlink_leads_outside_the_mount_and_dot_dot_of_its_root_is_the_parent() {
 
     // After an attach, the names the user gave are links too.
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
     let m = Mount::new(&image, Mode::Foreground, &[]);
     let (payload, annotations) =
         common::upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
@@ -347,7 +326,7 @@ fn no_payload_signature_annotation_or_certificate_bytes_reach_the_log() {
     );
     const MARKER: &str = "Sifmount-Marker-7f3a";
     let dir = tempfile::tempdir().unwrap();
-    let image = writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(dir.path(), "generated/squashfs-image.oci.sif");
     let m = Mount::new(&image, Mode::Foreground, &[]);
     let (payload, annotations) =
         common::upstream_last_signature("generated/squashfs-image.signed1.oci.sif");
@@ -441,7 +420,7 @@ fn no_payload_signature_annotation_or_certificate_bytes_reach_the_log() {
 /// machine's is untouched.
 #[test]
 fn an_ordinary_user_who_mounts_works_within_the_modes_and_root_stays_out() {
-    need_root("it mounts as another user (uid 65534) and checks root is kept out");
+    common::need_root("it mounts as another user (uid 65534) and checks root is kept out");
     mounted::require_tool("fusermount3", "fuse3");
     mounted::require_tool("setpriv", "util-linux");
     let top = tempfile::tempdir().unwrap();
@@ -449,7 +428,7 @@ fn an_ordinary_user_who_mounts_works_within_the_modes_and_root_stays_out() {
     let t = top.path().canonicalize().unwrap();
     let home = t.join("home");
     fs::create_dir(&home).unwrap();
-    let image = writable_copy(&home, "generated/squashfs-image.oci.sif");
+    let image = common::writable_copy(&home, "generated/squashfs-image.oci.sif");
     let mp = home.join("mnt");
     fs::create_dir(&mp).unwrap();
     let (payload, annotations) =

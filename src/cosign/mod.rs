@@ -1,11 +1,13 @@
 //! Cosign's storage conventions (docs/FORMAT.md, Cosign): finding the signatures, attestations,
-//! SBOMs and referrers an OCI-SIF holds, and verifying them with a public key.
+//! SBOMs and referrers an OCI-SIF holds, and verifying them with public keys or certificate
+//! identities.
 #![forbid(unsafe_code)]
 
 mod attach;
 mod discover;
 mod dsse;
 mod error;
+mod sigstore;
 mod verify;
 
 pub use attach::{
@@ -18,9 +20,11 @@ pub use dsse::{
     Statement, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE,
 };
 pub use error::{CosignError, Result};
+pub use sigstore::TrustRoot;
 pub use verify::{
-    verify, PublicKey, SignedForm, Subject, Verdict, BUNDLE_MEDIA_TYPE_PREFIX,
-    CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+    utc, verify, Identity, Matcher, PublicKey, SignedForm, Signer, Subject, Trust, Verdict,
+    BUNDLE_MEDIA_TYPE_PREFIX, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, DSSE_MEDIA_TYPE,
+    REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 
 /// The `cosign save` annotation that says what a layout entry is (docs/FORMAT.md, Tags and where they live).

@@ -1,7 +1,9 @@
-//! Verifying an entry with public keys, as `cosign verify --key K --insecure-ignore-tlog`
-//! and `cosign verify-attestation` do (docs/FORMAT.md, The payload and what verifies it, §4, §6.3): the payload's
-//! digest, the signature over it (or over the DSSE PAE), and the claim that it is about
-//! the target. Rekor entries and certificates are not checked: a key is the only trust.
+//! Verifying an entry as `cosign verify` and `cosign verify-attestation` do (docs/FORMAT.md,
+//! The payload and what verifies it, §4, §6.3; the man page, VERIFYING): the payload's
+//! digest, the signature over it (or over the DSSE PAE) by a trusted key or by the key of
+//! a Fulcio certificate issued to a trusted identity, the transparency-log entry when
+//! there is one, and the claim that it is about the target. The certificate and log checks
+//! are the sigstore crates', behind src/cosign/sigstore/.
 //!
 //! The inputs come from the image, so nothing here panics on them: every problem is a
 //! [`Verdict::Failed`] saying what is wrong.
@@ -24,6 +26,7 @@ use super::dsse::{
     IN_TOTO_PAYLOAD_TYPE,
 };
 use super::error::{CosignError, Result};
+use super::sigstore::{self, Artifact, Content, Legacy, Signed, TrustRoot};
 use super::EntryKind;
 use crate::sif::Digest;
 
@@ -31,6 +34,10 @@ use crate::sif::Digest;
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The layer annotation holding a keyless signature's certificate.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// The layer annotation holding the certificate's intermediates and root.
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// The layer annotation holding the Rekor entry and its signed entry timestamp.
+pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 /// Layer media types (docs/FORMAT.md, The signature image, §4, §6.1).
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -54,6 +61,8 @@ const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 pub struct PublicKey {
     name: String,
     key: KeyKind,
+    /// The key as PKIX `SubjectPublicKeyInfo` DER, which the sigstore crates take.
+    spki: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -101,12 +110,15 @@ impl PublicKey {
             problem,
         };
         let (label, der) = pem_block(pem).map_err(fail)?;
-        let key = match label.as_str() {
-            "PUBLIC KEY" => key_from_spki(&der).map_err(fail)?,
+        let (key, spki) = match label.as_str() {
+            "PUBLIC KEY" => (key_from_spki(&der).map_err(fail)?, der),
             "RSA PUBLIC KEY" => {
                 let key = rsa::RsaPublicKey::from_pkcs1_der(&der)
                     .map_err(|e| fail(format!("not a valid PKCS#1 RSA public key: {e}")))?;
-                KeyKind::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+                let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(&key)
+                    .map_err(|e| fail(format!("cannot re-encode the RSA key as PKIX: {e}")))?
+                    .into_vec();
+                (KeyKind::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)), spki)
             }
             "CERTIFICATE" => {
                 return Err(fail(
@@ -125,7 +137,13 @@ impl PublicKey {
         Ok(PublicKey {
             name: name.to_string(),
             key,
+            spki,
         })
+    }
+
+    /// The key as PKIX `SubjectPublicKeyInfo` DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
     }
 
     /// The name verdicts use: the file path as given.
@@ -236,12 +254,119 @@ fn key_from_spki(der: &[u8]) -> std::result::Result<KeyKind, String> {
     }
 }
 
+/// Whom a mount or `sifmount --verify` trusts (the man page, VERIFYING): public keys, a
+/// certificate identity, or both; an entry verifies when any of them vouches for it.
+#[derive(Debug, Default)]
+pub struct Trust {
+    /// Keys for key-signed entries (`--key`).
+    pub keys: Vec<PublicKey>,
+    /// Who keyless entries must be signed by (`--certificate-identity[-regexp]` with
+    /// `--certificate-oidc-issuer[-regexp]`).
+    pub identity: Option<Identity>,
+    /// Fulcio CAs, CT logs and Rekor keys (`--trusted-root`); `None` is the Sigstore
+    /// public-good root, loaded when first needed.
+    pub root: Option<TrustRoot>,
+    /// `--insecure-ignore-tlog`: a transparency-log entry is not checked.
+    pub ignore_tlog: bool,
+}
+
+impl Trust {
+    /// Trust in these keys, checking transparency-log entries against the public-good root.
+    pub fn keys(keys: Vec<PublicKey>) -> Trust {
+        Trust {
+            keys,
+            ..Trust::default()
+        }
+    }
+
+    /// Whether there is nothing to verify with (then no `verified` files are made).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.identity.is_none()
+    }
+
+    /// How the trust is described in messages: the key files, the identity and issuer.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.keys.iter().map(|k| k.name().to_string()).collect();
+        if let Some(identity) = &self.identity {
+            parts.push(identity.to_string());
+        }
+        parts.join(", ")
+    }
+
+    fn root(&self) -> Checked<&TrustRoot> {
+        match &self.root {
+            Some(root) => Ok(root),
+            None => TrustRoot::shared_public_good(),
+        }
+    }
+}
+
+/// A certificate identity, as cosign's `--certificate-identity` and
+/// `--certificate-oidc-issuer` options (or their `-regexp` forms) give it.
+#[derive(Debug)]
+pub struct Identity {
+    /// The certificate's SAN: an email address or URI.
+    pub subject: Matcher,
+    /// The OIDC issuer the certificate names.
+    pub issuer: Matcher,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "identity {} with issuer {}", self.subject, self.issuer)
+    }
+}
+
+/// An exact value, or a regular expression matched anywhere in the value unless
+/// anchored (as cosign's, Go's `regexp.MatchString`).
+#[derive(Debug)]
+pub enum Matcher {
+    Exact(String),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    /// A regular expression in RE2 syntax; the error says what is wrong with it.
+    pub fn regex(pattern: &str) -> std::result::Result<Matcher, String> {
+        regex::Regex::new(pattern)
+            .map(Matcher::Regex)
+            .map_err(|e| one_line(&e.to_string()))
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(want) => want == value,
+            Matcher::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Matcher::Exact(want) => f.write_str(want),
+            Matcher::Regex(re) => write!(f, "matching /{}/", re.as_str()),
+        }
+    }
+}
+
+/// Who vouches for a verified entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signer {
+    /// The public key file (its name as given).
+    Key(String),
+    /// A keyless signature's certificate: its SAN and OIDC issuer.
+    Certificate { subject: String, issuer: String },
+}
+
 /// The outcome of verifying one entry: what its `verified` file says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Signature and claims check out with this key (its name).
+    /// The signature and claims check out; `log_time` is when the transparency log says
+    /// it saw the signature (Unix seconds), when a log entry was checked.
     Verified {
-        key: String,
+        by: Signer,
+        log_time: Option<i64>,
     },
     Failed {
         reason: String,
@@ -253,13 +378,32 @@ impl Verdict {
         matches!(self, Verdict::Verified { .. })
     }
 
-    /// `ok: verified with <key>\n` or `failed: <reason>\n`.
+    /// `ok: …\n` saying by what, or `failed: <reason>\n`.
     pub fn to_file_text(&self) -> String {
         match self {
-            Verdict::Verified { key } => format!("ok: verified with {key}\n"),
+            Verdict::Verified { by, log_time } => {
+                let mut text = match by {
+                    Signer::Key(key) => format!("ok: verified with {key}"),
+                    Signer::Certificate { subject, issuer } => {
+                        format!("ok: signed by {subject} (issuer {issuer})")
+                    }
+                };
+                if let Some(t) = log_time {
+                    text.push_str(&format!(", logged at {}", utc(*t)));
+                }
+                text.push('\n');
+                text
+            }
             Verdict::Failed { reason } => format!("failed: {reason}\n"),
         }
     }
+}
+
+/// A Unix time as RFC 3339 UTC (`2023-01-20T20:51:33Z`).
+pub fn utc(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{seconds} (Unix seconds)"))
 }
 
 /// What verifying one entry needs: the tree fills it from a discovered entry.
@@ -311,10 +455,10 @@ impl SignedForm {
     }
 }
 
-/// Verifies one entry with any of `keys` (one verifying is enough).
-pub fn verify(subject: &Subject<'_>, keys: &[PublicKey]) -> Verdict {
-    match check(subject, keys) {
-        Ok(key) => Verdict::Verified { key },
+/// Verifies one entry with `trust` (one key or the identity vouching is enough).
+pub fn verify(subject: &Subject<'_>, trust: &Trust) -> Verdict {
+    match check(subject, trust) {
+        Ok((by, log_time)) => Verdict::Verified { by, log_time },
         Err(reason) => Verdict::Failed {
             reason: one_line(&reason),
         },
@@ -336,9 +480,10 @@ fn one_line(reason: &str) -> String {
     out
 }
 
-type Checked = std::result::Result<String, String>;
+type Checked<T> = std::result::Result<T, String>;
+type Proof = (Signer, Option<i64>);
 
-fn check(subject: &Subject<'_>, keys: &[PublicKey]) -> Checked {
+fn check(subject: &Subject<'_>, trust: &Trust) -> Checked<Proof> {
     let actual = Digest::of(subject.payload);
     if actual != *subject.recorded_digest {
         return Err(format!(
@@ -348,12 +493,17 @@ fn check(subject: &Subject<'_>, keys: &[PublicKey]) -> Checked {
     }
     let form = SignedForm::of(subject.kind, subject.media_type);
     let annotations = subject.annotations;
-    let keyless_hint = if annotations.contains_key(CERTIFICATE_ANNOTATION) {
-        " (the entry is keyless: it was signed with the key of the certificate in \
-         dev.sigstore.cosign/certificate, which sifmount does not check)"
-    } else {
-        ""
+    let target = subject.target;
+    let legacy = |content| {
+        Signed::Legacy(Legacy {
+            content,
+            certificate: annotations.get(CERTIFICATE_ANNOTATION).map(String::as_str),
+            chain: annotations.get(CHAIN_ANNOTATION).map(String::as_str),
+            rekor_bundle: annotations.get(REKOR_BUNDLE_ANNOTATION).map(String::as_str),
+        })
     };
+    let keyless = annotations.contains_key(CERTIFICATE_ANNOTATION);
+    let logged = annotations.contains_key(REKOR_BUNDLE_ANNOTATION);
     match form {
         SignedForm::Unsigned if subject.kind == EntryKind::Sbom => {
             Err("SBOM attachments carry no signature".to_string())
@@ -362,28 +512,51 @@ fn check(subject: &Subject<'_>, keys: &[PublicKey]) -> Checked {
             "a layer of type {} carries no signature sifmount can check",
             shown(subject.media_type)
         )),
-        _ if keys.is_empty() => Err("no public key to verify with".to_string()),
-        SignedForm::SimpleSigning => check_simple_signing(
-            subject.payload,
-            annotations,
-            subject.target,
-            keys,
-            keyless_hint,
-        ),
+        _ if trust.is_empty() => Err("no public key or certificate identity to verify with".into()),
+        SignedForm::SimpleSigning => {
+            let payload = subject.payload;
+            let signature = signature_annotation(annotations)?;
+            let signed = legacy(Content::Message {
+                payload,
+                signature: &signature,
+            });
+            let signer = Signing {
+                signed,
+                artifact: Artifact::Bytes(payload),
+                keyless,
+                logged,
+            };
+            let proof = signer.check(trust, |k| k.verify(payload, &signature))?;
+            let claimed = docker_manifest_digest(payload)?;
+            if claimed != target.to_string() {
+                return Err(format!(
+                    "docker-manifest-digest {} is not the target {target}",
+                    shown(&claimed)
+                ));
+            }
+            Ok(proof)
+        }
         SignedForm::Dsse => {
             let envelope = Envelope::parse(subject.payload).map_err(|e| e.to_string())?;
-            check_dsse(&envelope, subject.target, keys, keyless_hint)
+            let signing = Signing {
+                signed: legacy(Content::Dsse(subject.payload)),
+                artifact: Artifact::Sha256(target.as_bytes()),
+                keyless,
+                logged,
+            };
+            check_dsse(&envelope, target, trust, signing)
         }
         SignedForm::Bundle => {
             let bundle = Bundle::parse(subject.payload).map_err(|e| e.to_string())?;
-            let hint = if bundle.material.is_keyless() {
-                " (the bundle is keyless: it was signed with the key of its certificate, \
-                 which sifmount does not check)"
-            } else {
-                keyless_hint
+            let (_, logged) = sigstore::bundle_shape(subject.payload)?;
+            let signing = Signing {
+                signed: Signed::Bundle(subject.payload),
+                artifact: Artifact::Sha256(target.as_bytes()),
+                keyless: bundle.material.is_keyless(),
+                logged,
             };
             match &bundle.content {
-                BundleContent::Dsse(envelope) => check_dsse(envelope, subject.target, keys, hint),
+                BundleContent::Dsse(envelope) => check_dsse(envelope, target, trust, signing),
                 BundleContent::MessageSignature { .. } => Err(
                     "the bundle holds a message signature over a blob, not a statement about \
                      an image: there is nothing to check against the target"
@@ -394,43 +567,106 @@ fn check(subject: &Subject<'_>, keys: &[PublicKey]) -> Checked {
     }
 }
 
-fn does_not_verify(keys: &[PublicKey], hint: &str) -> String {
-    let names: Vec<&str> = keys.iter().map(PublicKey::name).collect();
-    format!("signature does not verify with {}{hint}", names.join(", "))
-}
-
-/// `cosign verify --key`: the signature annotation over the payload bytes, then
-/// `critical.image.docker-manifest-digest` equal to the target.
-fn check_simple_signing(
-    payload: &[u8],
-    annotations: &BTreeMap<String, String>,
-    target: &Digest,
-    keys: &[PublicKey],
-    hint: &str,
-) -> Checked {
+fn signature_annotation(annotations: &BTreeMap<String, String>) -> Checked<Vec<u8>> {
     let text = annotations
         .get(SIGNATURE_ANNOTATION)
         .ok_or_else(|| format!("no {SIGNATURE_ANNOTATION} annotation: the layer is not signed"))?;
     if text.trim().is_empty() {
         return Err(format!("the {SIGNATURE_ANNOTATION} annotation is empty"));
     }
-    let signature = decode_base64_bytes(text.as_bytes())
-        .map_err(|p| format!("the {SIGNATURE_ANNOTATION} annotation is not base64: {p}"))?;
-    let key = keys
-        .iter()
-        .find(|k| k.verify(payload, &signature))
-        .ok_or_else(|| does_not_verify(keys, hint))?;
-    let claimed = docker_manifest_digest(payload)?;
-    if claimed != target.to_string() {
-        return Err(format!(
-            "docker-manifest-digest {} is not the target {target}",
-            shown(&claimed)
-        ));
-    }
-    Ok(key.name().to_string())
+    decode_base64_bytes(text.as_bytes())
+        .map_err(|p| format!("the {SIGNATURE_ANNOTATION} annotation is not base64: {p}"))
 }
 
-fn docker_manifest_digest(payload: &[u8]) -> Checked {
+/// One signature and what proves it, about to be checked against a [`Trust`].
+struct Signing<'a> {
+    signed: Signed<'a>,
+    artifact: Artifact<'a>,
+    /// Signed with a certificate's key (Fulcio) rather than a key of the signer's own.
+    keyless: bool,
+    /// Carries a transparency-log entry.
+    logged: bool,
+}
+
+impl Signing<'_> {
+    /// Who vouches for the signature. `by_key` is sifmount's own check of the signature
+    /// with one key; the sigstore crates check everything a log entry or a certificate
+    /// adds (src/cosign/sigstore/).
+    fn check(&self, trust: &Trust, by_key: impl Fn(&PublicKey) -> bool) -> Checked<Proof> {
+        if self.keyless {
+            if let Some(identity) = &trust.identity {
+                return self.check_certificate(trust, identity);
+            }
+        }
+        let hint = match (self.keyless, trust.identity.is_some()) {
+            (true, _) => {
+                " (the entry is keyless: it was signed with the key of its certificate; \
+                 give --certificate-identity and --certificate-oidc-issuer to verify it)"
+            }
+            (false, true) => {
+                " (the entry is signed with a key, not a certificate: a certificate \
+                 identity cannot verify it)"
+            }
+            (false, false) => "",
+        };
+        if trust.keys.is_empty() {
+            return Err(format!("no public key to verify with{hint}"));
+        }
+        let key = trust
+            .keys
+            .iter()
+            .find(|k| by_key(k))
+            .ok_or_else(|| does_not_verify(&trust.keys, hint))?;
+        if !self.logged || trust.ignore_tlog {
+            return Ok((Signer::Key(key.name().to_string()), None));
+        }
+        let root = trust.root()?;
+        let checked = root
+            .verify_with_key(&self.signed, self.artifact, key.spki_der(), true)
+            .map_err(|e| {
+                format!(
+                    "transparency-log entry does not verify against {}: {e}",
+                    root.name()
+                )
+            })?;
+        Ok((Signer::Key(key.name().to_string()), checked.log_time))
+    }
+
+    fn check_certificate(&self, trust: &Trust, identity: &Identity) -> Checked<Proof> {
+        let root = trust.root()?;
+        let checked = root
+            .verify_keyless(&self.signed, self.artifact, !trust.ignore_tlog)
+            .map_err(|e| format!("does not verify against {}: {e}", root.name()))?;
+        let subject = checked
+            .subject
+            .ok_or("the certificate names no identity (no email or URI SAN)")?;
+        let issuer = checked
+            .issuer
+            .ok_or("the certificate names no OIDC issuer")?;
+        if !identity.subject.matches(&subject) {
+            return Err(format!(
+                "the certificate's identity {} is not {}",
+                shown(&subject),
+                identity.subject
+            ));
+        }
+        if !identity.issuer.matches(&issuer) {
+            return Err(format!(
+                "the certificate's OIDC issuer {} is not {}",
+                shown(&issuer),
+                identity.issuer
+            ));
+        }
+        Ok((Signer::Certificate { subject, issuer }, checked.log_time))
+    }
+}
+
+fn does_not_verify(keys: &[PublicKey], hint: &str) -> String {
+    let names: Vec<&str> = keys.iter().map(PublicKey::name).collect();
+    format!("signature does not verify with {}{hint}", names.join(", "))
+}
+
+fn docker_manifest_digest(payload: &[u8]) -> Checked<String> {
     let json: serde_json::Value = serde_json::from_slice(payload)
         .map_err(|e| format!("the payload is not simple-signing JSON: {e}"))?;
     json.pointer("/critical/image/docker-manifest-digest")
@@ -439,9 +675,16 @@ fn docker_manifest_digest(payload: &[u8]) -> Checked {
         .ok_or_else(|| "the payload has no critical.image.docker-manifest-digest string".into())
 }
 
-/// `cosign verify-attestation --key`: an in-toto payload type, a signature over the PAE,
-/// then a subject whose sha256 is the target's.
-fn check_dsse(envelope: &Envelope, target: &Digest, keys: &[PublicKey], hint: &str) -> Checked {
+/// `cosign verify-attestation`: an in-toto payload type, a subject whose sha256 is the
+/// target's, and a signature over the PAE (by a key, or keyless with what [`Signing`]
+/// checks). The subject is compared first only so that a statement about another image
+/// says so, rather than how the sigstore crates word it.
+fn check_dsse(
+    envelope: &Envelope,
+    target: &Digest,
+    trust: &Trust,
+    signing: Signing<'_>,
+) -> Checked<Proof> {
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(format!(
             "DSSE payloadType is {}, not {IN_TOTO_PAYLOAD_TYPE}",
@@ -451,24 +694,6 @@ fn check_dsse(envelope: &Envelope, target: &Digest, keys: &[PublicKey], hint: &s
     if envelope.signatures.is_empty() {
         return Err("the DSSE envelope has no signatures".to_string());
     }
-    let message = pae(&envelope.payload_type, &envelope.payload);
-    let key = keys
-        .iter()
-        .find(|k| {
-            envelope
-                .signatures
-                .iter()
-                .any(|s| k.verify(&message, &s.sig))
-        })
-        .ok_or_else(|| {
-            let n = envelope.signatures.len();
-            let tried = if n > 1 {
-                format!(" (none of the envelope's {n} signatures)")
-            } else {
-                String::new()
-            };
-            format!("{}{tried}", does_not_verify(keys, hint))
-        })?;
     let statement = Statement::parse(&envelope.payload).map_err(|e| e.to_string())?;
     let hex = target.hex();
     if !statement.subject_sha256.contains(&hex) {
@@ -491,7 +716,22 @@ fn check_dsse(envelope: &Envelope, target: &Digest, keys: &[PublicKey], hint: &s
             }
         });
     }
-    Ok(key.name().to_string())
+    let message = pae(&envelope.payload_type, &envelope.payload);
+    let by_key = |k: &PublicKey| {
+        envelope
+            .signatures
+            .iter()
+            .any(|s| k.verify(&message, &s.sig))
+    };
+    let proof = signing.check(trust, by_key).map_err(|reason| {
+        let n = envelope.signatures.len();
+        if n > 1 && reason.starts_with("signature does not verify") {
+            format!("{reason} (none of the envelope's {n} signatures)")
+        } else {
+            reason
+        }
+    })?;
+    Ok(proof)
 }
 
 #[cfg(test)]
@@ -546,7 +786,7 @@ ZRsKlkufnyLkcbXM5w3XgqiHcG6dTcn14VLNq9W/12sTJfNF8ud4s511fQ==
                 annotations: &l.annotations,
                 target: &target,
             },
-            keys,
+            &Trust::keys(keys.to_vec()),
         )
     }
 
@@ -565,7 +805,8 @@ ZRsKlkufnyLkcbXM5w3XgqiHcG6dTcn14VLNq9W/12sTJfNF8ud4s511fQ==
         assert_eq!(
             v,
             Verdict::Verified {
-                key: "cosign.pub".into()
+                by: Signer::Key("cosign.pub".into()),
+                log_time: None
             }
         );
         assert_eq!(v.to_file_text(), "ok: verified with cosign.pub\n");
@@ -676,7 +917,7 @@ ZRsKlkufnyLkcbXM5w3XgqiHcG6dTcn14VLNq9W/12sTJfNF8ud4s511fQ==
         assert_eq!(
             v,
             Verdict::Failed {
-                reason: "no public key to verify with".into()
+                reason: "no public key or certificate identity to verify with".into()
             }
         );
     }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::names::{self, UniqueNames};
 use super::{
-    sif_json, Because, Content, DirEntry, Ino, Kind, Node, NodeData, Tree, TreeError, TreeOptions,
-    ROOT,
+    sif_json, Because, Content, DirEntry, ImageTrust, Ino, Kind, Node, NodeData, Tree, TreeError,
+    TreeOptions, ROOT,
 };
 use crate::cosign;
 use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif};
@@ -61,6 +61,8 @@ pub(super) fn build(
         options,
         cosign_dir: None,
         cosign_entries: Vec::new(),
+        verdicts: HashMap::new(),
+        image_dirs: Vec::new(),
         names: 0,
         image_names_end: usize::MAX,
         images_truncated: false,
@@ -105,6 +107,15 @@ pub(super) fn build(
         slots: None,
         cosign_dir: b.cosign_dir,
         cosign_entries: std::mem::take(&mut b.cosign_entries),
+        verdicts: std::mem::take(&mut b.verdicts),
+        images: std::mem::take(&mut b.image_dirs)
+            .into_iter()
+            .map(|i| ImageTrust {
+                name: i.name,
+                digest: i.digest,
+                verified: i.verified,
+            })
+            .collect(),
         cosign_by_dir: HashMap::new(),
         fingerprint: 0,
         table_place: [0; 16],
@@ -163,6 +174,10 @@ pub(super) struct Builder<'o> {
     pub(super) cosign_dir: Option<Ino>,
     /// Each `/cosign/<entry>/` directory and the entry it shows.
     pub(super) cosign_entries: Vec<(Ino, cosign::Entry)>,
+    /// Each verified entry's verdict, by entry name (only when the mount verifies).
+    pub(super) verdicts: HashMap<String, cosign::Verdict>,
+    /// Each `/images/<name>/` directory.
+    pub(super) image_dirs: Vec<ImageDir>,
     /// Names linked so far, and the count at which `/images` is full
     /// ([`MAX_IMAGE_NAMES`]; `usize::MAX` until `/images` is built).
     names: usize,
@@ -176,6 +191,15 @@ pub(super) struct Builder<'o> {
     unreadable: HashMap<Digest, String>,
     /// Warnings past [`MAX_WARNINGS`].
     dropped_warnings: usize,
+}
+
+/// A top-level `/images/<name>/` directory being built.
+pub(super) struct ImageDir {
+    pub(super) name: String,
+    pub(super) digest: Digest,
+    pub(super) dir: Ino,
+    /// How many entries about it verify, when the tree verifies.
+    pub(super) verified: Option<usize>,
 }
 
 impl Builder<'_> {
@@ -406,6 +430,12 @@ impl Builder<'_> {
         layout: Ino,
     ) {
         let dir = self.subdir(images, name);
+        self.image_dirs.push(ImageDir {
+            name: name.to_string(),
+            digest: entry.digest,
+            dir,
+            verified: None,
+        });
         self.link(dir, "oci-layout", layout);
         self.generated(dir, "index.json", Index::single_entry_go_json(entry));
         self.symlink(dir, "blobs", "../../blobs".to_string());

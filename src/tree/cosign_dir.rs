@@ -39,6 +39,79 @@ impl Builder<'_> {
             self.cosign_entry(oci, dir, &entry, &mut envelopes);
             self.cosign_entries.push((dir, entry));
         }
+        self.image_signed_files();
+    }
+
+    /// `/images/<name>/signed` (the man page, THE TREE): whether the image is signed and,
+    /// when the mount verifies, by how many entries, then each entry's verdict.
+    fn image_signed_files(&mut self) {
+        let mut about: HashMap<Digest, Vec<usize>> = HashMap::new();
+        for (i, (_, entry)) in self.cosign_entries.iter().enumerate() {
+            if vouches(entry) {
+                about.entry(entry.target).or_default().push(i);
+            }
+        }
+        let verifying = !self.options.trust.is_empty();
+        for i in 0..self.image_dirs.len() {
+            let (dir, digest) = {
+                let image = &self.image_dirs[i];
+                (image.dir, image.digest)
+            };
+            let entries = about.get(&digest).map_or(&[][..], Vec::as_slice);
+            let mut lines = Vec::new();
+            let mut verified = Vec::new();
+            let mut first_failure = None;
+            for &e in entries {
+                let name = &self.cosign_entries[e].1.name;
+                match self.verdicts.get(name) {
+                    Some(v) => {
+                        let text = v.to_file_text();
+                        if v.is_verified() {
+                            verified.push(name.clone());
+                        } else if first_failure.is_none() {
+                            first_failure = Some(format!("{name}: {}", text.trim_end()));
+                        }
+                        lines.push(format!("{name}: {text}"));
+                    }
+                    None => lines.push(format!("{name}\n")),
+                }
+            }
+            let n = entries.len();
+            let count = |n: usize| {
+                if n == 1 {
+                    "1 entry".to_string()
+                } else {
+                    format!("{n} entries")
+                }
+            };
+            let summary = if n == 0 {
+                "unsigned: no signatures or attestations\n".to_string()
+            } else if !verifying {
+                format!(
+                    "signed: {}; not verified (no --key or certificate identity given)\n",
+                    count(n)
+                )
+            } else if verified.is_empty() {
+                format!(
+                    "failed: none of {} verifies; first {}\n",
+                    count(n),
+                    first_failure.unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "verified: by {} of {} ({})\n",
+                    verified.len(),
+                    count(n),
+                    verified.join(", ")
+                )
+            };
+            let mut text = summary;
+            for l in lines {
+                text.push_str(&l);
+            }
+            self.generated(dir, "signed", text.into_bytes());
+            self.image_dirs[i].verified = verifying.then_some(verified.len());
+        }
     }
 
     fn cosign_entry(
@@ -81,7 +154,7 @@ impl Builder<'_> {
             (entry.layer.digest, bundle)
         });
         let known = envelope_key.and_then(|k| envelopes.get(&k).copied());
-        let wanted = !self.options.keys.is_empty() || (envelope_key.is_some() && known.is_none());
+        let wanted = !self.options.trust.is_empty() || (envelope_key.is_some() && known.is_none());
         // The stored size, not the one the layer descriptor claims: a descriptor that says
         // 10 bytes must not make the mount read and parse 60 MB.
         let stored = oci.blob(&entry.layer.digest).map_or(i64::MAX, |d| d.size);
@@ -111,7 +184,7 @@ impl Builder<'_> {
                 self.link(dir, "predicate-type", ino);
             }
         }
-        if !self.options.keys.is_empty() {
+        if !self.options.trust.is_empty() {
             let verdict = match &bytes {
                 Some(b) => cosign::verify(
                     &Subject {
@@ -122,14 +195,25 @@ impl Builder<'_> {
                         annotations: &annotations,
                         target: &entry.target,
                     },
-                    &self.options.keys,
+                    &self.options.trust,
                 ),
                 None => cosign::Verdict::Failed {
                     reason: "the payload could not be read".to_string(),
                 },
             };
             self.generated(dir, "verified", verdict.to_file_text().into_bytes());
+            self.verdicts.insert(entry.name.clone(), verdict);
         }
+    }
+}
+
+/// Whether an entry can vouch for its target: signatures, attestations and sigstore
+/// bundles; an SBOM or another referrer carries no signature.
+fn vouches(entry: &Entry) -> bool {
+    match entry.kind {
+        EntryKind::Signature | EntryKind::Attestation => true,
+        EntryKind::Sbom => false,
+        EntryKind::Referrer => entry.layer.media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX),
     }
 }
 

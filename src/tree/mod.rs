@@ -28,8 +28,20 @@ pub use inodes::InodeTable;
 /// What a tree shows beyond the image itself.
 #[derive(Default)]
 pub struct TreeOptions {
-    /// Public keys to verify cosign entries with; each entry then gets a `verified` file.
-    pub keys: Vec<crate::cosign::PublicKey>,
+    /// Keys and certificate identities to verify cosign entries with; unless it is
+    /// empty, each entry gets a `verified` file.
+    pub trust: crate::cosign::Trust,
+}
+
+/// A top-level image under `/images`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageTrust {
+    /// Its directory name under `/images`.
+    pub name: String,
+    /// The digest of its manifest or index.
+    pub digest: crate::sif::Digest,
+    /// How many of the entries about it verify, when the tree verifies.
+    pub verified: Option<usize>,
 }
 
 /// An inode number. The root is [`ROOT`]; numbers are indexes into the tree plus one, so
@@ -166,6 +178,10 @@ pub struct Tree {
     cosign_dir: Option<Ino>,
     /// Each `/cosign/<entry>/` directory and the entry it shows.
     cosign_entries: Vec<(Ino, cosign::Entry)>,
+    /// Each verified entry's verdict, by entry name (only when the tree verifies).
+    verdicts: HashMap<String, cosign::Verdict>,
+    /// The images under `/images`, in root-index order.
+    images: Vec<ImageTrust>,
     /// Where each entry directory is in `cosign_entries`: asked on every `stat` of a
     /// read-write mount.
     cosign_by_dir: HashMap<Ino, usize>,
@@ -306,6 +322,17 @@ impl Tree {
     /// Every `/cosign/<entry>/` directory inode with the entry it shows.
     pub fn cosign_entries(&self) -> &[(Ino, cosign::Entry)] {
         &self.cosign_entries
+    }
+
+    /// The images under `/images`, in root-index order, with how many entries about each
+    /// verify.
+    pub fn images(&self) -> &[ImageTrust] {
+        &self.images
+    }
+
+    /// The verdict on the entry of this name, when the tree verifies.
+    pub fn verdict(&self, entry_name: &str) -> Option<&cosign::Verdict> {
+        self.verdicts.get(entry_name)
     }
 
     /// The entry whose directory is `ino`.

@@ -9,12 +9,17 @@ use std::path::Path;
 use crate::common::lookup::tree_names as names;
 use crate::common::{cosign_data, cosign_key as key, cosign_sif, upstream};
 use base64::Engine as _;
-use sifmount::cosign::PublicKey;
+use sifmount::cosign::{PublicKey, Trust};
 use sifmount::sif::{DataType, Digest, OpenMode, SifImage};
 use sifmount::tree::{Kind, Tree, TreeOptions};
 
 fn open(path: &Path, keys: Vec<PublicKey>) -> Tree {
-    let (tree, report) = Tree::open_with(path, &TreeOptions { keys }).unwrap();
+    let (tree, report) = Tree::open_with(
+        path,
+        &TreeOptions {
+            trust: Trust::keys(keys),
+        },
+    ).unwrap();
     assert!(
         report.warnings.is_empty(),
         "{}: {:?}",

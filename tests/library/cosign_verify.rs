@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::common::{self, cosign_data, cosign_key as key};
 use sifmount::cosign::{
-    bundle_envelope, pae, verify, Bundle, BundleContent, EntryKind, Envelope, PublicKey, Statement,
-    Subject, Verdict, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
+    bundle_envelope, pae, verify, Bundle, BundleContent, EntryKind, Envelope, PublicKey, Signer,
+    Statement, Subject, Trust, Verdict, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use sifmount::oci::{Index, LayoutDir, Manifest};
@@ -47,7 +47,7 @@ impl Layer {
                 annotations: &self.annotations,
                 target,
             },
-            keys,
+            &Trust::keys(keys.to_vec()),
         )
     }
 }
@@ -95,19 +95,24 @@ fn tagged_layers(layout_name: &str) -> Vec<Layer> {
     out
 }
 
+/// Verified with `key`; a transparency-log entry, when the entry has one, was checked
+/// and its time shown.
 fn assert_verified(v: &Verdict, key: &str, what: &str) {
-    assert_eq!(*v, Verdict::Verified { key: key_name(key) }, "{what}");
-    assert_eq!(
-        v.to_file_text(),
-        format!("ok: verified with {}\n", key_name(key)),
-        "{what}"
-    );
+    let Verdict::Verified { by, log_time } = v else {
+        panic!("{what}: {v:?}")
+    };
+    assert_eq!(*by, Signer::Key(key_name(key)), "{what}");
+    let mut text = format!("ok: verified with {}", key_name(key));
+    if let Some(t) = log_time {
+        text.push_str(&format!(", logged at {}", sifmount::cosign::utc(*t)));
+    }
+    assert_eq!(v.to_file_text(), format!("{text}\n"), "{what}");
 }
 
 fn reason(v: &Verdict, what: &str) -> String {
     match v {
         Verdict::Failed { reason } => reason.clone(),
-        Verdict::Verified { key } => panic!("{what}: verified with {key}, expected a failure"),
+        Verdict::Verified { by, .. } => panic!("{what}: verified by {by:?}, expected a failure"),
     }
 }
 
@@ -625,7 +630,7 @@ fn attestation_layer(target: Digest, sign: impl Fn(&[u8]) -> Vec<u8>) -> Layer {
 #[test]
 fn ed25519_keys_roundtrip() {
     use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePublicKey};
-    use ed25519_dalek::Signer;
+    use ed25519_dalek::Signer as _;
     let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let pem = signing
         .verifying_key()
@@ -642,7 +647,8 @@ fn ed25519_keys_roundtrip() {
     assert_eq!(
         l.verify(std::slice::from_ref(&k)),
         Verdict::Verified {
-            key: "ed.pub".into()
+            by: Signer::Key("ed.pub".into()),
+            log_time: None
         }
     );
     let att = attestation_layer(target, |m| signing.sign(m).to_bytes().to_vec());

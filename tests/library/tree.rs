@@ -408,8 +408,21 @@ fn multi_arch_cosign_fixture_shows_one_image_with_a_directory_per_platform() {
             "linux-s390x",
             "oci-layout",
             "signatures",
+            "signed",
         ]
     );
+    // The index's own signature and attestation (each platform's signature is about
+    // that platform's manifest); nothing verifies without a key.
+    let signed = tree.resolve("images/sha256-00e1ee7c898a/signed").unwrap();
+    let text = String::from_utf8(read_all(&tree, signed.ino)).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("signed: 2 entries; not verified (no --key or certificate identity given)")
+    );
+    let mut entries: Vec<&str> = lines.collect();
+    entries.sort();
+    assert_eq!(entries, ["att-00e1ee7c898a2-1", "sig-00e1ee7c898a2-1"]);
     assert_eq!(
         names(&tree, "images/sha256-00e1ee7c898a/linux-amd64"),
         ["config.json", "layers", "manifest.json", "signatures"]

@@ -8,6 +8,8 @@ mod fatal;
 mod inspect;
 mod logging;
 mod options;
+mod signatures;
+mod trust;
 mod unmount;
 
 use std::io::Write;
@@ -16,12 +18,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fatal::{one_line, Fatal};
-use sifmount::cosign::PublicKey;
 use sifmount::tree::TreeOptions;
 use sifmount::volume::{
     why_read_only, Volume, VolumeOptions, DEFAULT_MAX_STAGED_FILES, DEFAULT_MAX_STAGED_SIZE,
     DEFAULT_MAX_STAGED_TOTAL,
 };
+use trust::TrustArgs;
 
 /// Mount SIF / OCI-SIF container images as plain files.
 ///
@@ -36,7 +38,7 @@ use sifmount::volume::{
     override_usage = "sifmount [-f] [-d] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
                             sifmount -u MOUNTPOINT\n       \
                             sifmount [-d] --inspect IMAGE\n       \
-                            sifmount [-d] --verify IMAGE\n       \
+                            sifmount [-d] --verify IMAGE [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [--image NAME|DIGEST] [--output json]\n       \
                             sifmount [-d] --recover IMAGE"
 )]
 #[command(
@@ -58,9 +60,21 @@ struct Cli {
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["verify", "image", "unmount"])]
     inspect: Option<PathBuf>,
 
-    /// Check that every OCI blob hashes to the digest its descriptor records.
+    /// Check that every OCI blob hashes to the digest its descriptor records; with --key
+    /// or a certificate identity, also that every image has a signature that verifies
+    /// (exit status 0 only then).
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image", "unmount"])]
     verify: Option<PathBuf>,
+
+    /// With --verify: check only this image (its name under /images, or its digest).
+    #[arg(long = "image", value_name = "NAME|DIGEST", requires = "verify")]
+    select_image: Option<String>,
+
+    /// With --verify: print what verified as JSON on standard output, as `cosign verify
+    /// --output json` does (the payloads, with the certificate's Subject and Issuer and
+    /// the Rekor Bundle added to `optional`).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], requires = "verify")]
+    output: Option<String>,
 
     /// Finish (or undo) an update that a crash interrupted, from IMAGE.sifmount-journal;
     /// a read-write mount does the same by itself.
@@ -80,11 +94,8 @@ struct Cli {
     #[arg(short, long)]
     debug: bool,
 
-    /// Verify every cosign entry with this PEM public key (ECDSA P-256, Ed25519 or RSA,
-    /// as `cosign generate-key-pair` writes it); repeatable. Each entry under /cosign then
-    /// has a `verified` file.
-    #[arg(long = "key", value_name = "PUB")]
-    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
 
     /// Mount options, comma-separated; repeatable (see below).
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
@@ -106,10 +117,15 @@ fn main() -> ExitCode {
     let foreground = cli.foreground || cli.debug;
     logging::init(cli.debug, mounting && foreground);
 
-    let result = if let Some(image) = &cli.inspect {
+    let result = if cli.trust.any() && cli.verify.is_none() && !mounting {
+        Err(Fatal::usage(
+            "--key, the certificate options, --trusted-root and --insecure-ignore-tlog \
+             apply to a mount and to --verify only",
+        ))
+    } else if let Some(image) = &cli.inspect {
         inspect::inspect(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
     } else if let Some(image) = &cli.verify {
-        inspect::verify(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
+        verify(image, &cli)
     } else if let Some(image) = &cli.recover {
         recover(image)
     } else if let Some(mountpoint) = &cli.unmount {
@@ -118,7 +134,7 @@ fn main() -> ExitCode {
         // clap guarantees MOUNTPOINT with IMAGE (requires).
         match (&cli.image, &cli.mountpoint) {
             (Some(image), Some(mountpoint)) => {
-                mount(image, mountpoint, &cli.options, &cli.keys, foreground)
+                mount(image, mountpoint, &cli.options, &cli.trust, foreground)
                     .map(|()| ExitCode::SUCCESS)
             }
             // -f, -d or -o alone.
@@ -144,16 +160,16 @@ fn mount(
     image: &Path,
     mountpoint: &Path,
     option_args: &[String],
-    key_paths: &[PathBuf],
+    trust_args: &TrustArgs,
     foreground: bool,
 ) -> Result<(), Fatal> {
     let parsed = options::parse(option_args).map_err(|e| Fatal::usage(e.to_string()))?;
+    let trust = if trust_args.any() {
+        trust_args.load()?
+    } else {
+        Default::default()
+    };
     let mountpoint = checks::mountpoint(mountpoint)?;
-    let keys = key_paths
-        .iter()
-        .map(|p| PublicKey::load(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Fatal::failure(e.to_string()))?;
     let writable = !parsed.read_only
         && match why_read_only(image) {
             None => true,
@@ -165,7 +181,7 @@ fn mount(
     let (volume, report) = Volume::open(
         image,
         VolumeOptions {
-            tree: TreeOptions { keys },
+            tree: TreeOptions { trust },
             writable,
             max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
             max_staged_files: parsed.max_staged_files.unwrap_or(DEFAULT_MAX_STAGED_FILES),
@@ -205,6 +221,44 @@ fn mount(
     } else {
         daemon::background(volume, &request)
     }
+}
+
+/// `--verify IMAGE`: the blobs, then (with a key or identity) the signatures.
+fn verify(image: &Path, cli: &Cli) -> Result<ExitCode, Fatal> {
+    let trust = if cli.trust.any() {
+        Some(cli.trust.load()?)
+    } else {
+        None
+    };
+    let json = cli.output.as_deref() == Some("json");
+    if trust.is_none() && (cli.select_image.is_some() || json) {
+        return Err(Fatal::usage(
+            "--image and --output choose which signatures --verify checks and how it says \
+             so: give --key or a certificate identity too",
+        ));
+    }
+    // With JSON on standard output, what people read goes to standard error.
+    let mut text: Box<dyn Write> = if json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(Stdout)
+    };
+    let blobs = inspect::verify(image, &mut *text).map_err(|e| Fatal::failure(e.to_string()))?;
+    let Some(trust) = trust else {
+        return Ok(blobs);
+    };
+    let request = signatures::Request {
+        image,
+        trust,
+        select: cli.select_image.as_deref(),
+        json,
+    };
+    let signed = signatures::check(request, &mut *text, &mut Stdout)?;
+    Ok(if blobs == ExitCode::SUCCESS && signed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `--recover IMAGE`: says what was found and done, one line.

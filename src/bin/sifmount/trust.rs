@@ -1,0 +1,143 @@
+//! The options that say whom to trust (the man page, VERIFYING), with cosign's names, and
+//! turning them into a [`Trust`] before anything is mounted or read.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use sifmount::cosign::{Identity, Matcher, PublicKey, Trust, TrustRoot};
+
+use crate::fatal::Fatal;
+
+#[derive(Debug, Default, Args)]
+pub struct TrustArgs {
+    /// Verify cosign entries with this PEM public key (ECDSA P-256/P-384, Ed25519 or RSA,
+    /// as `cosign generate-key-pair` writes it); repeatable. Each entry under /cosign then
+    /// has a `verified` file.
+    #[arg(long = "key", value_name = "PUB")]
+    pub keys: Vec<PathBuf>,
+
+    /// Keyless entries verify when their Fulcio certificate was issued to this identity
+    /// (an email address or URI, exactly); needs an OIDC issuer option too.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "certificate_identity_regexp"
+    )]
+    pub certificate_identity: Option<String>,
+
+    /// Like --certificate-identity, with a regular expression (RE2 syntax, matched
+    /// anywhere unless anchored with ^ and $).
+    #[arg(long, value_name = "RE")]
+    pub certificate_identity_regexp: Option<String>,
+
+    /// The OIDC issuer the certificate must name (extension 1.3.6.1.4.1.57264.1.8 or
+    /// .1.1), exactly; needs an identity option too.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "certificate_oidc_issuer_regexp"
+    )]
+    pub certificate_oidc_issuer: Option<String>,
+
+    /// Like --certificate-oidc-issuer, with a regular expression.
+    #[arg(long, value_name = "RE")]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+
+    /// The Sigstore trusted_root.json to verify certificates and log entries against
+    /// (default: the Sigstore public-good root, built in).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+
+    /// Do not check transparency-log entries (SETs, inclusion proofs); a keyless
+    /// signature then needs another proof of when it was made, and fails without one.
+    #[arg(long)]
+    pub insecure_ignore_tlog: bool,
+}
+
+impl TrustArgs {
+    /// Whether any of these options was given (they are refused where they do nothing).
+    pub fn any(&self) -> bool {
+        !self.keys.is_empty()
+            || self.certificate_identity.is_some()
+            || self.certificate_identity_regexp.is_some()
+            || self.certificate_oidc_issuer.is_some()
+            || self.certificate_oidc_issuer_regexp.is_some()
+            || self.trusted_root.is_some()
+            || self.insecure_ignore_tlog
+    }
+
+    /// The trust these options give. Every file is read and every pattern compiled here,
+    /// so a mistake is reported before anything is mounted or read.
+    pub fn load(&self) -> Result<Trust, Fatal> {
+        let keys = self
+            .keys
+            .iter()
+            .map(|p| PublicKey::load(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Fatal::failure(e.to_string()))?;
+        let subject = matcher(
+            &self.certificate_identity,
+            &self.certificate_identity_regexp,
+            "--certificate-identity-regexp",
+        )?;
+        let issuer = matcher(
+            &self.certificate_oidc_issuer,
+            &self.certificate_oidc_issuer_regexp,
+            "--certificate-oidc-issuer-regexp",
+        )?;
+        let identity = match (subject, issuer) {
+            (Some(subject), Some(issuer)) => Some(Identity { subject, issuer }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Fatal::usage(
+                    "a certificate identity needs an issuer: give --certificate-oidc-issuer \
+                     or --certificate-oidc-issuer-regexp too (as cosign requires)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Fatal::usage(
+                    "an OIDC issuer needs an identity: give --certificate-identity or \
+                     --certificate-identity-regexp too (as cosign requires)",
+                ))
+            }
+        };
+        if keys.is_empty() && identity.is_none() {
+            let given = if self.trusted_root.is_some() {
+                "--trusted-root"
+            } else {
+                "--insecure-ignore-tlog"
+            };
+            return Err(Fatal::usage(format!(
+                "{given} says how to verify, but nothing is verified without --key or a \
+                 certificate identity (--certificate-identity with --certificate-oidc-issuer)"
+            )));
+        }
+        let root = match &self.trusted_root {
+            Some(path) => Some(
+                TrustRoot::load(path)
+                    .map_err(|e| Fatal::failure(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        Ok(Trust {
+            keys,
+            identity,
+            root,
+            ignore_tlog: self.insecure_ignore_tlog,
+        })
+    }
+}
+
+fn matcher(
+    exact: &Option<String>,
+    regexp: &Option<String>,
+    option: &str,
+) -> Result<Option<Matcher>, Fatal> {
+    match (exact, regexp) {
+        (Some(value), _) => Ok(Some(Matcher::Exact(value.clone()))),
+        (None, Some(pattern)) => Matcher::regex(pattern).map(Some).map_err(|e| {
+            Fatal::usage(format!("{option} {pattern}: not a regular expression: {e}"))
+        }),
+        (None, None) => Ok(None),
+    }
+}

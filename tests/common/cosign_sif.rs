@@ -136,3 +136,108 @@ pub fn signature_image(
     blobs.insert(manifest.clone());
     (manifest, blobs)
 }
+
+/// Like [`containers_image_sif`], with the signed manifest itself in the root index too
+/// (shown as `/images/sha256-<12 hex>`): an image whose signature can be verified end to
+/// end, though its config and layers are missing (the fixture does not have them).
+/// `layers` may be changed before they are stored (a tampered signature).
+pub fn containers_image_sif_with_target(
+    dir: &Path,
+    out: &Path,
+    change: impl FnOnce(&mut Vec<DirSignature>),
+) -> Digest {
+    let manifest_bytes = read_fixture(&dir.join("manifest.json")).unwrap();
+    let target = Digest::of(&manifest_bytes);
+    let mut signatures = dir_signatures(dir);
+    change(&mut signatures);
+    let layers = signatures
+        .into_iter()
+        .map(|sig| (sig.media_type, sig.payload, sig.annotations))
+        .collect();
+    let (manifest, blobs) = signature_image(layers);
+    let mut index = Index::empty();
+    let target_type = serde_json::from_slice::<serde_json::Value>(&manifest_bytes).unwrap()
+        ["mediaType"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    index.append(Descriptor::of(&target_type, &manifest_bytes), None);
+    let entry = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
+    index.append(entry, Some(&format!("_cosign:sha256-{}.sig", target.hex())));
+    // The library's writer refuses an image with missing blobs: objects one by one.
+    use sifmount::oci::BlobSource as _;
+    let doc: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let mut stored: Vec<Vec<u8>> = vec![manifest_bytes, manifest.clone()];
+    let named = std::iter::once(&doc["config"]).chain(doc["layers"].as_array().unwrap());
+    for d in named {
+        let digest: Digest = d["digest"].as_str().unwrap().parse().unwrap();
+        stored.push(blobs.read_blob(&digest).unwrap().unwrap());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .unwrap();
+    let options = sifmount::sif::CreateOptions {
+        capacity: stored.len() as i64 + 8,
+        ..sifmount::sif::CreateOptions::deterministic()
+    };
+    let mut sif = SifImage::create(Box::new(file), &options, Vec::new()).unwrap();
+    for bytes in &stored {
+        let object = ObjectInput::new(DataType::OciBlob, &bytes[..])
+            .extra(Extra::OciDigest(Digest::of(bytes)));
+        sif.add_object(object, AddOptions::Zero).unwrap();
+    }
+    let root = index.to_go_json();
+    sif.add_object(
+        ObjectInput::new(DataType::OciRootIndex, &root[..]),
+        AddOptions::Zero,
+    )
+    .unwrap();
+    target
+}
+
+/// go-containerregistry's empty image (`cosign-repo/empty-image`) with `bundle` attached
+/// as cosign 3 stores a sigstore bundle: an OCI 1.1 referrer manifest whose subject is
+/// the image, listed in the root index. Every blob is present. Returns the image digest.
+pub fn empty_image_with_bundle(bundle: &[u8], out: &Path) -> Digest {
+    let dir = super::cosign_data("cosign-repo/empty-image");
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let target = Descriptor::of(media_type::DOCKER_MANIFEST, &manifest);
+    let empty = b"{}".to_vec();
+    let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let referrer = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": bundle_type,
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": Digest::of(&empty).to_string(),
+            "size": empty.len(),
+        },
+        "layers": [{
+            "mediaType": bundle_type,
+            "digest": Digest::of(bundle).to_string(),
+            "size": bundle.len(),
+        }],
+        "subject": {
+            "mediaType": media_type::DOCKER_MANIFEST,
+            "digest": target.digest.to_string(),
+            "size": manifest.len(),
+        },
+    });
+    let referrer = serde_json::to_vec(&referrer).unwrap();
+    let mut blobs = MemBlobs::new();
+    for b in [&manifest, &config, &empty, &referrer] {
+        blobs.insert(b.clone());
+    }
+    blobs.insert(bundle.to_vec());
+    let mut index = Index::empty();
+    index.append(target.clone(), None);
+    index.append(Descriptor::of(media_type::OCI_MANIFEST, &referrer), None);
+    write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
+    target.digest
+}

@@ -19,7 +19,8 @@ fn open(path: &Path, keys: Vec<PublicKey>) -> Tree {
         &TreeOptions {
             trust: Trust::keys(keys),
         },
-    ).unwrap();
+    )
+    .unwrap();
     assert!(
         report.warnings.is_empty(),
         "{}: {:?}",

@@ -7,8 +7,8 @@ use std::path::Path;
 use crate::common::{self, cosign_data, cosign_key as key};
 use sifmount::cosign::{
     bundle_envelope, pae, verify, Bundle, BundleContent, EntryKind, Envelope, PublicKey, Signer,
-    Statement, Subject, Trust, Verdict, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE, SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
+    Statement, Subject, Trust, Verdict, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE,
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use sifmount::oci::{Index, LayoutDir, Manifest};
 use sifmount::sif::Digest;

@@ -16,6 +16,7 @@ mod common;
 mod broken_images;
 mod cosign_attach;
 mod cosign_images;
+mod cosign_keyless;
 mod cosign_tree;
 mod cosign_verify;
 mod crash_safety;

@@ -396,7 +396,7 @@ fn the_tree_shows_keyless_verdicts_per_entry_and_per_image() {
     let open = |trust: Trust| Tree::open_with(&sif, &TreeOptions { trust }).unwrap().0;
     let tree = open(keyless_trust("mitr@redhat.com", GITHUB));
     let image = format!("sha256-{}", &target.hex()[..12]);
-    assert_eq!(tree_names(&tree, "images"), [image.clone()]);
+    assert_eq!(tree_names(&tree, "images"), std::slice::from_ref(&image));
     let entries = tree_names(&tree, "cosign");
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];

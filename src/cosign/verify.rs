@@ -567,6 +567,32 @@ fn check(subject: &Subject<'_>, trust: &Trust) -> Checked<Proof> {
     }
 }
 
+/// The sigstore bundle v0.1 that a signature or attestation layer's cosign annotations
+/// (certificate, chain, Rekor entry) spell, as JSON: what sifmount hands the sigstore
+/// crates, so that another verifier can be asked about the same thing.
+pub fn layer_as_bundle(subject: &Subject<'_>) -> Checked<String> {
+    let annotations = subject.annotations;
+    let legacy = |content| Legacy {
+        content,
+        certificate: annotations.get(CERTIFICATE_ANNOTATION).map(String::as_str),
+        chain: annotations.get(CHAIN_ANNOTATION).map(String::as_str),
+        rekor_bundle: annotations.get(REKOR_BUNDLE_ANNOTATION).map(String::as_str),
+    };
+    match SignedForm::of(subject.kind, subject.media_type) {
+        SignedForm::SimpleSigning => {
+            let signature = signature_annotation(annotations)?;
+            Signed::Legacy(legacy(Content::Message {
+                payload: subject.payload,
+                signature: &signature,
+            }))
+            .to_json()
+        }
+        SignedForm::Dsse => Signed::Legacy(legacy(Content::Dsse(subject.payload))).to_json(),
+        SignedForm::Bundle => Signed::Bundle(subject.payload).to_json(),
+        SignedForm::Unsigned => Err("the layer carries no signature".to_string()),
+    }
+}
+
 fn signature_annotation(annotations: &BTreeMap<String, String>) -> Checked<Vec<u8>> {
     let text = annotations
         .get(SIGNATURE_ANNOTATION)

@@ -1376,8 +1376,10 @@ fn cases() -> Vec<Case> {
             },
             Mounts(|v, _, _| {
                 let n = names(v, "images/plat");
-                // oci-layout, index.json, blobs, image-index.json, signatures, 4 platforms.
-                assert_eq!(n.len(), 5 + 4, "{n:?}");
+                // oci-layout, index.json, blobs, image-index.json, signatures, signed,
+                // 4 platforms.
+                assert_eq!(n.len(), 6 + 4, "{n:?}");
+                assert!(n.iter().any(|x| x == "signed"), "{n:?}");
             }),
         ),
         // --- cosign ------------------------------------------------------------------

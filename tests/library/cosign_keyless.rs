@@ -19,35 +19,35 @@ use sifmount::tree::{Tree, TreeOptions};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-const KEYLESS: &str = "containers-image/dir-img-cosign-fulcio-rekor-valid";
-const KEY_REKOR: &str = "containers-image/dir-img-cosign-key-rekor-valid";
-const BUNDLE: &str = "cosign-repo/oci-attestation.sigstore.json";
-const GITHUB: &str = "https://github.com/login/oauth";
+pub(crate) const KEYLESS: &str = "containers-image/dir-img-cosign-fulcio-rekor-valid";
+pub(crate) const KEY_REKOR: &str = "containers-image/dir-img-cosign-key-rekor-valid";
+pub(crate) const BUNDLE: &str = "cosign-repo/oci-attestation.sigstore.json";
+pub(crate) const GITHUB: &str = "https://github.com/login/oauth";
 
 /// ORIGINS.md: when Rekor logged each signature.
 const KEYLESS_LOG_TIME: i64 = 1674247893;
 const KEY_REKOR_LOG_TIME: i64 = 1674251859;
 
-fn identity(subject: &str, issuer: &str) -> Identity {
+pub(crate) fn identity(subject: &str, issuer: &str) -> Identity {
     Identity {
         subject: Matcher::Exact(subject.into()),
         issuer: Matcher::Exact(issuer.into()),
     }
 }
 
-fn keyless_trust(subject: &str, issuer: &str) -> Trust {
+pub(crate) fn keyless_trust(subject: &str, issuer: &str) -> Trust {
     Trust {
         identity: Some(identity(subject, issuer)),
         ..Trust::default()
     }
 }
 
-fn root(rel: &str) -> TrustRoot {
+pub(crate) fn root(rel: &str) -> TrustRoot {
     TrustRoot::load(&cosign_data(rel)).unwrap()
 }
 
 /// One signature of a `dir:` fixture, as an entry about `target`.
-fn verify_dir(sig: &DirSignature, target: &Digest, trust: &Trust) -> Verdict {
+pub(crate) fn verify_dir(sig: &DirSignature, target: &Digest, trust: &Trust) -> Verdict {
     verify(
         &Subject {
             kind: EntryKind::Signature,
@@ -61,7 +61,7 @@ fn verify_dir(sig: &DirSignature, target: &Digest, trust: &Trust) -> Verdict {
     )
 }
 
-fn fixture(rel: &str) -> (DirSignature, Digest) {
+pub(crate) fn fixture(rel: &str) -> (DirSignature, Digest) {
     let dir = cosign_data(rel);
     let target = Digest::of(&std::fs::read(dir.join("manifest.json")).unwrap());
     let mut sigs = dir_signatures(&dir);
@@ -69,7 +69,7 @@ fn fixture(rel: &str) -> (DirSignature, Digest) {
     (sigs.remove(0), target)
 }
 
-fn reason(v: &Verdict, what: &str) -> String {
+pub(crate) fn reason(v: &Verdict, what: &str) -> String {
     match v {
         Verdict::Failed { reason } => reason.clone(),
         other => panic!("{what}: {other:?}, expected a failure"),
@@ -77,7 +77,7 @@ fn reason(v: &Verdict, what: &str) -> String {
 }
 
 /// The Rekor bundle annotation with its integrated time moved by `by` seconds.
-fn move_log_time(annotations: &mut BTreeMap<String, String>, by: i64) {
+pub(crate) fn move_log_time(annotations: &mut BTreeMap<String, String>, by: i64) {
     let text = annotations.get_mut(REKOR_BUNDLE_ANNOTATION).unwrap();
     let mut v: Value = serde_json::from_str(text).unwrap();
     let t = v["Payload"]["integratedTime"].as_i64().unwrap();
@@ -300,7 +300,7 @@ fn a_key_signed_entry_with_a_rekor_bundle_has_its_set_checked() {
     );
 }
 
-fn bundle_verdict(bundle: &[u8], target: &Digest, trust: &Trust) -> Verdict {
+pub(crate) fn bundle_verdict(bundle: &[u8], target: &Digest, trust: &Trust) -> Verdict {
     verify(
         &Subject {
             kind: EntryKind::Referrer,
@@ -314,7 +314,7 @@ fn bundle_verdict(bundle: &[u8], target: &Digest, trust: &Trust) -> Verdict {
     )
 }
 
-fn empty_image_digest() -> Digest {
+pub(crate) fn empty_image_digest() -> Digest {
     Digest::of(&std::fs::read(cosign_data("cosign-repo/empty-image/manifest.json")).unwrap())
 }
 

@@ -17,6 +17,7 @@ mod broken_images;
 mod cosign_attach;
 mod cosign_images;
 mod cosign_keyless;
+mod cosign_oracle;
 mod cosign_tree;
 mod cosign_verify;
 mod crash_safety;

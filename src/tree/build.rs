@@ -114,6 +114,7 @@ pub(super) fn build(
                 name: i.name,
                 digest: i.digest,
                 verified: i.verified,
+                holds_entries: i.holds_entries,
             })
             .collect(),
         cosign_by_dir: HashMap::new(),
@@ -200,6 +201,8 @@ pub(super) struct ImageDir {
     pub(super) dir: Ino,
     /// How many entries about it verify, when the tree verifies.
     pub(super) verified: Option<usize>,
+    /// Whether it is itself a signature image or referrer: its layers are entries.
+    pub(super) holds_entries: bool,
 }
 
 impl Builder<'_> {
@@ -435,6 +438,7 @@ impl Builder<'_> {
             digest: entry.digest,
             dir,
             verified: None,
+            holds_entries: false,
         });
         self.link(dir, "oci-layout", layout);
         self.generated(dir, "index.json", Index::single_entry_go_json(entry));

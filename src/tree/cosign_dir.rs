@@ -1,7 +1,7 @@
 //! `/cosign/<entry>/`: one directory per signature, attestation, SBOM or referrer layer
 //! (the man page, ATTACHING), with the payload, its annotations and what they mean as files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::build::Builder;
 use super::{Content, Ino};
@@ -51,12 +51,19 @@ impl Builder<'_> {
                 about.entry(entry.target).or_default().push(i);
             }
         }
+        let carriers: HashSet<Digest> = self
+            .cosign_entries
+            .iter()
+            .map(|(_, e)| e.manifest)
+            .collect();
         let verifying = !self.options.trust.is_empty();
         for i in 0..self.image_dirs.len() {
             let (dir, digest) = {
                 let image = &self.image_dirs[i];
                 (image.dir, image.digest)
             };
+            let holds_entries = carriers.contains(&digest);
+            self.image_dirs[i].holds_entries = holds_entries;
             let entries = about.get(&digest).map_or(&[][..], Vec::as_slice);
             let mut lines = Vec::new();
             let mut verified = Vec::new();
@@ -84,7 +91,10 @@ impl Builder<'_> {
                     format!("{n} entries")
                 }
             };
-            let summary = if n == 0 {
+            let summary = if n == 0 && holds_entries {
+                "unsigned: this image holds signatures (its entries are under /cosign)\n"
+                    .to_string()
+            } else if n == 0 {
                 "unsigned: no signatures or attestations\n".to_string()
             } else if !verifying {
                 format!(

@@ -42,6 +42,10 @@ pub struct ImageTrust {
     pub digest: crate::sif::Digest,
     /// How many of the entries about it verify, when the tree verifies.
     pub verified: Option<usize>,
+    /// Whether it is itself a signature image or a referrer (an OCI 1.1 bundle manifest
+    /// listed in the root index): its layers are entries under `/cosign`, and nobody
+    /// signs a signature.
+    pub holds_entries: bool,
 }
 
 /// An inode number. The root is [`ROOT`]; numbers are indexes into the tree plus one, so

@@ -10,3 +10,4 @@ mod common;
 
 mod cli;
 mod cli_mount;
+mod cli_verify;

@@ -454,11 +454,18 @@ fn check_image_dir(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor) {
         mp.join("blobs"),
         "{what}/blobs resolves to /blobs"
     );
-    let mut want: Vec<String> = ["blobs", "index.json", "oci-layout"]
+    let mut want: Vec<String> = ["blobs", "index.json", "oci-layout", "signed"]
         .map(String::from)
         .into();
     want.extend(expected_names(img, entry, 2));
     assert_eq!(list(dir), sorted(want), "{what}");
+    // Mounted without a key or identity: whether anything vouches for the image, unchecked.
+    let signed = read(&dir.join("signed"));
+    assert!(
+        signed.starts_with(b"unsigned: ") || signed.starts_with(b"signed: "),
+        "{what}/signed: {}",
+        String::from_utf8_lossy(&signed)
+    );
     check_content(img, dir, entry, 2);
 }
 

@@ -111,8 +111,10 @@ fn choose<'t>(
     select: Option<&str>,
     shown: &str,
 ) -> Result<Vec<&'t ImageTrust>, Fatal> {
+    // Without --image, every image but those that are themselves signatures (a cosign 3
+    // bundle's referrer manifest in the root index): nobody signs a signature.
     let Some(want) = select else {
-        return Ok(images.iter().collect());
+        return Ok(images.iter().filter(|i| !i.holds_entries).collect());
     };
     let hex = want.strip_prefix("sha256:").unwrap_or(want);
     let by_digest = |i: &&ImageTrust| hex.len() >= 12 && i.digest.hex().starts_with(hex);

@@ -194,7 +194,7 @@ pub enum Content<'a> {
 
 impl Signed<'_> {
     /// The bundle as JSON: a legacy layer's annotations as the v0.1 bundle they spell.
-    pub fn to_json(&self) -> Result<String, String> {
+    pub fn to_json(self) -> Result<String, String> {
         match self {
             Signed::Bundle(bytes) => String::from_utf8(bytes.to_vec())
                 .map_err(|_| "the bundle is not UTF-8 JSON".to_string()),

@@ -172,6 +172,7 @@ fn errno(e: &TreeError) -> Errno {
         TreeError::NotEmpty(_) => Errno::ENOTEMPTY,
         TreeError::Rejected(_) => Errno::EINVAL,
         TreeError::Denied(_) => Errno::EPERM,
+        TreeError::Withheld(_) => Errno::EACCES,
         TreeError::TooLarge(_) => Errno::EFBIG,
         TreeError::NoSpace(_) => Errno::ENOSPC,
         TreeError::Stale(_) | TreeError::Changed(_) => Errno::ESTALE,
@@ -195,7 +196,7 @@ fn fail(e: &TreeError) -> Errno {
         | TreeError::NoSpace(_)
         | TreeError::Stale(_)
         | TreeError::Update(_) => log::debug!("{e}"),
-        TreeError::Changed(_) => log::info!("{e}"),
+        TreeError::Changed(_) | TreeError::Withheld(_) => log::info!("{e}"),
         _ => log::warn!("{e}"),
     }
     errno(e)

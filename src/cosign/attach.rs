@@ -19,7 +19,8 @@ use serde_json::Value;
 use super::discover::{EntryKind, MAX_LAYERS};
 use super::dsse::{json_problem, shown, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::verify::{
-    CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+    verify, Subject, Trust, Verdict, CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use super::{is_cosign_ref, KIND_ANNOTATION, PREDICATE_TYPE_ANNOTATION};
 use crate::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
@@ -78,6 +79,12 @@ pub enum AttachError {
     /// one would be invisible to every verifier.
     #[error("{ref_name} already has {layers} layers, the most cosign reads ({MAX_LAYERS})")]
     Full { ref_name: String, layers: usize },
+    /// The entry would not verify under the mount's keys or identities, and the mount
+    /// takes only entries that do (`verify_drops`, EPERM).
+    #[error(
+        "does not verify, and this mount takes only signatures that do (verify_drops): {reason}"
+    )]
+    Unverified { reason: String },
     /// Reading or writing the image failed (EIO).
     #[error(transparent)]
     Oci(#[from] OciError),
@@ -346,6 +353,24 @@ pub struct Attachment {
     /// Media type, size and digest of the payload, and the layer annotations.
     pub layer: Descriptor,
     pub payload: Vec<u8>,
+}
+
+impl Attachment {
+    /// Whether the entry this would make verifies under `trust`.
+    pub fn verdict(&self, trust: &Trust) -> Verdict {
+        let annotations = self.layer.annotations.clone().unwrap_or_default();
+        verify(
+            &Subject {
+                kind: self.kind,
+                media_type: &self.layer.media_type,
+                payload: &self.payload,
+                recorded_digest: &self.layer.digest,
+                annotations: &annotations,
+                target: &self.target,
+            },
+            trust,
+        )
+    }
 }
 
 /// What the payload bytes are, decided by content: users name files freely.

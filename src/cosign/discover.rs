@@ -132,7 +132,7 @@ pub fn discover(oci: &OciSif) -> Discovery {
     }
     // Referrers `cosign save` leaves unlisted: any small blob nothing references that is
     // a manifest with a subject.
-    let reachable = reachable_blobs(oci, &index);
+    let reachable = oci.reachable_blobs(index.entries().iter().map(|e| e.digest));
     let strays: Vec<Digest> = oci
         .blobs()
         .filter(|(digest, desc)| {
@@ -159,32 +159,6 @@ fn cosign_save_target(index: &Index) -> Option<Digest> {
     });
     let first = images.next()?;
     images.next().is_none().then_some(first.digest)
-}
-
-/// Every blob the root index references, directly or through manifests and indexes,
-/// read tolerantly (a missing or broken document just ends that branch).
-fn reachable_blobs(oci: &OciSif, index: &Index) -> HashSet<Digest> {
-    let mut seen = HashSet::new();
-    let mut todo: Vec<(Digest, usize)> = index.entries().iter().map(|e| (e.digest, 0)).collect();
-    while let Some((digest, depth)) = todo.pop() {
-        if !seen.insert(digest) || depth > crate::oci::MAX_INDEX_DEPTH {
-            continue;
-        }
-        let Ok(refs) = oci.references(&digest) else {
-            continue;
-        };
-        if let Some(c) = &refs.config {
-            seen.insert(c.digest);
-        }
-        seen.extend(refs.layers.iter().flatten().map(|l| l.digest));
-        todo.extend(
-            refs.manifests
-                .iter()
-                .flatten()
-                .map(|m| (m.digest, depth + 1)),
-        );
-    }
-    seen
 }
 
 /// Entries found so far, with the numbering state that makes names unique.

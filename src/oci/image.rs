@@ -389,6 +389,33 @@ impl OciSif {
         Ok(())
     }
 
+    /// Every blob `roots` reference, directly or through manifests and indexes, the
+    /// roots included; read tolerantly (a missing or broken document just ends that
+    /// branch, and nesting past [`crate::oci::MAX_INDEX_DEPTH`] is not followed).
+    pub fn reachable_blobs(&self, roots: impl IntoIterator<Item = Digest>) -> HashSet<Digest> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<(Digest, usize)> = roots.into_iter().map(|d| (d, 0)).collect();
+        while let Some((digest, depth)) = todo.pop() {
+            if !seen.insert(digest) || depth > crate::oci::MAX_INDEX_DEPTH {
+                continue;
+            }
+            let Ok(refs) = self.references(&digest) else {
+                continue;
+            };
+            if let Some(c) = &refs.config {
+                seen.insert(c.digest);
+            }
+            seen.extend(refs.layers.iter().flatten().map(|l| l.digest));
+            todo.extend(
+                refs.manifests
+                    .iter()
+                    .flatten()
+                    .map(|m| (m.digest, depth + 1)),
+            );
+        }
+        seen
+    }
+
     /// What the manifest or index `digest` references, parsed once for all the readers
     /// that walk it while a tree is built (a manifest of 10,000 layers is a megabyte).
     pub(crate) fn references(&self, digest: &Digest) -> Result<std::sync::Arc<References>> {

@@ -63,6 +63,7 @@ pub(super) fn build(
         cosign_entries: Vec::new(),
         verdicts: HashMap::new(),
         image_dirs: Vec::new(),
+        withheld: HashMap::new(),
         names: 0,
         image_names_end: usize::MAX,
         images_truncated: false,
@@ -108,6 +109,7 @@ pub(super) fn build(
         cosign_dir: b.cosign_dir,
         cosign_entries: std::mem::take(&mut b.cosign_entries),
         verdicts: std::mem::take(&mut b.verdicts),
+        withheld: std::mem::take(&mut b.withheld),
         images: std::mem::take(&mut b.image_dirs)
             .into_iter()
             .map(|i| ImageTrust {
@@ -165,7 +167,7 @@ pub(super) struct Builder<'o> {
     pub(super) crtime: i64,
     /// The inode of `/blobs/sha256/<hex>` for every blob.
     pub(super) blobs: HashMap<Digest, Ino>,
-    path: String,
+    pub(super) path: String,
     /// Names of the `/cosign` entries about each target digest, for `signatures/`.
     pub(super) signatures: HashMap<Digest, Vec<String>>,
     /// Where each manifest or index shown under `/images` is (`images/<name>/<platform>`).
@@ -179,6 +181,8 @@ pub(super) struct Builder<'o> {
     pub(super) verdicts: HashMap<String, cosign::Verdict>,
     /// Each `/images/<name>/` directory.
     pub(super) image_dirs: Vec<ImageDir>,
+    /// The objects `require_signed` withholds, by slot, with their digests.
+    pub(super) withheld: HashMap<u32, Digest>,
     /// Names linked so far, and the count at which `/images` is full
     /// ([`MAX_IMAGE_NAMES`]; `usize::MAX` until `/images` is built).
     names: usize,
@@ -242,7 +246,11 @@ impl Builder<'_> {
         self.nodes.len() as Ino
     }
 
-    fn node_mut(&mut self, ino: Ino) -> &mut Node {
+    pub(super) fn node(&self, ino: Ino) -> &Node {
+        &self.nodes[(ino - 1) as usize]
+    }
+
+    pub(super) fn node_mut(&mut self, ino: Ino) -> &mut Node {
         &mut self.nodes[(ino - 1) as usize]
     }
 
@@ -404,6 +412,9 @@ impl Builder<'_> {
         self.images(oci, images, &index, layout);
         drop(index);
         self.cosign_entries(oci, cosign_dir, discovery.entries);
+        if self.options.require_signed {
+            self.require_signed(oci, images);
+        }
     }
 
     /// `/images/<name>/` for every root-index entry that is not a cosign image.

@@ -90,6 +90,10 @@ pub enum TreeError {
     /// A change to something committed, or not allowed there (EPERM).
     #[error(transparent)]
     Denied(Because),
+    /// An object `-o require_signed` withholds: only images without a verifying
+    /// signature use it (EACCES).
+    #[error(transparent)]
+    Withheld(Because),
     /// A staged file over the size limit (EFBIG).
     #[error(transparent)]
     TooLarge(Because),
@@ -125,7 +129,9 @@ impl TreeError {
     pub fn of_attach(e: AttachError, message: String) -> TreeError {
         let variant = match &e {
             AttachError::Invalid { .. } => TreeError::Rejected,
-            AttachError::Conflict { .. } | AttachError::NotFound { .. } => TreeError::Denied,
+            AttachError::Conflict { .. }
+            | AttachError::NotFound { .. }
+            | AttachError::Unverified { .. } => TreeError::Denied,
             AttachError::Full { .. } => TreeError::NoSpace,
             AttachError::Oci(_) if os_error(&e) == Some(libc::ENOSPC) => TreeError::NoSpace,
             AttachError::Oci(_) => TreeError::Update,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod content_trust;
 mod cosign_dir;
 mod error;
 mod inodes;
@@ -31,6 +32,10 @@ pub struct TreeOptions {
     /// Keys and certificate identities to verify cosign entries with; unless it is
     /// empty, each entry gets a `verified` file.
     pub trust: crate::cosign::Trust,
+    /// `-o require_signed`: show under `/images` only images with an entry that
+    /// verifies under `trust`, and withhold the blobs only the others use (the man page,
+    /// CONTENT TRUST).
+    pub require_signed: bool,
 }
 
 /// A top-level image under `/images`.
@@ -184,6 +189,8 @@ pub struct Tree {
     cosign_entries: Vec<(Ino, cosign::Entry)>,
     /// Each verified entry's verdict, by entry name (only when the tree verifies).
     verdicts: HashMap<String, cosign::Verdict>,
+    /// The objects `require_signed` withholds, by slot, with their digests.
+    withheld: HashMap<u32, crate::sif::Digest>,
     /// The images under `/images`, in root-index order.
     images: Vec<ImageTrust>,
     /// Where each entry directory is in `cosign_entries`: asked on every `stat` of a
@@ -428,7 +435,7 @@ impl Tree {
     /// Checks that `ino` is a regular file (what `open` needs).
     pub fn check_file(&self, ino: Ino) -> Result<(), TreeError> {
         match &self.node(ino)?.data {
-            NodeData::File(_) => Ok(()),
+            NodeData::File(content) => self.check_not_withheld(content),
             NodeData::Dir(_) => Err(TreeError::IsDir(ino)),
             NodeData::Symlink(_) => Err(TreeError::NotFile(ino)),
         }
@@ -445,6 +452,7 @@ impl Tree {
             NodeData::Dir(_) => return Err(TreeError::IsDir(ino)),
             NodeData::Symlink(_) => return Err(TreeError::NotFile(ino)),
         };
+        self.check_not_withheld(content)?;
         let len = self.content_len(content)?;
         if offset >= len {
             return Ok(0);
@@ -540,6 +548,24 @@ impl Tree {
         let bytes: std::sync::Arc<[u8]> = bytes.into();
         self.verified.keep(start, identity, bytes.clone());
         Ok(bytes)
+    }
+
+    /// Refuses an object `require_signed` withholds.
+    fn check_not_withheld(&self, content: &Content) -> Result<(), TreeError> {
+        let &Content::Range { slot, .. } = content else {
+            return Ok(());
+        };
+        match self.withheld.get(&slot) {
+            None => Ok(()),
+            Some(digest) => Err(TreeError::Withheld(
+                format!(
+                    "{}: blob {digest} is used only by images no signature verifies \
+                     (require_signed)",
+                    self.path.display()
+                )
+                .into(),
+            )),
+        }
     }
 
     fn moved(&self, ino: Ino, start: u64) -> TreeError {

@@ -6,7 +6,7 @@
 use super::roles::Role;
 use super::staging::{EntryId, Group, GroupState};
 use super::State;
-use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, Origin};
+use crate::cosign::{self, AttachError, AttachOutcome, DropFiles, Origin, Verdict};
 use crate::sif::Digest;
 use crate::tree::{Ino, TreeError};
 
@@ -83,7 +83,6 @@ impl State {
                 return Err(e);
             }
         }
-        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         let attachment = match prepared {
             Ok(Some(a)) => a,
             Ok(None) => {
@@ -92,6 +91,12 @@ impl State {
             }
             Err(e) => return Err(fail(self, e)),
         };
+        if self.verify_drops {
+            if let Verdict::Failed { reason } = attachment.verdict(&self.tree_options.trust) {
+                return Err(fail(self, AttachError::Unverified { reason }));
+            }
+        }
+        let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
         let outcome = cosign::attach(writer, &attachment);
         let id = EntryId {
             kind: attachment.kind,
@@ -195,6 +200,12 @@ impl State {
                 };
                 let (ref_name, layer_index, digest) =
                     (ref_name.clone(), entry.layer_index, entry.layer.digest);
+                if self.verify_drops {
+                    let mut amended = current.clone();
+                    amended.extend(extra.clone());
+                    self.check_amended_verifies(entry, amended)
+                        .map_err(|e| self.denied(dir, &e.to_string()))?;
+                }
                 self.check_unchanged()?;
                 let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
                 match cosign::amend(writer, &ref_name, layer_index, &digest, &extra) {
@@ -212,6 +223,31 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// `verify_drops`: the committed entry with `annotations` instead of its own must
+    /// verify.
+    fn check_amended_verifies(
+        &self,
+        entry: &cosign::Entry,
+        annotations: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), AttachError> {
+        let writer = self.writer.as_ref().ok_or_else(|| AttachError::NotFound {
+            what: "the image is not open for writing".to_string(),
+        })?;
+        let payload = writer.read_blob(&entry.layer.digest)?;
+        let mut layer = entry.layer.clone();
+        layer.annotations = Some(annotations);
+        let attachment = cosign::Attachment {
+            kind: entry.kind,
+            target: entry.target,
+            layer,
+            payload,
+        };
+        match attachment.verdict(&self.tree_options.trust) {
+            Verdict::Verified { .. } => Ok(()),
+            Verdict::Failed { reason } => Err(AttachError::Unverified { reason }),
         }
     }
 

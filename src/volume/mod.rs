@@ -70,6 +70,9 @@ pub struct VolumeOptions {
     /// The most bytes held under `/cosign` at once (0: [`DEFAULT_MAX_STAGED_TOTAL`]); never
     /// less than the largest staged file.
     pub max_staged_total: u64,
+    /// `-o verify_drops`: an attach (or new annotations) must leave an entry that
+    /// verifies under `tree.trust`, or it is refused with EPERM.
+    pub verify_drops: bool,
 }
 
 /// Everything the volume's lock guards: the image as shown, the writer, and what is
@@ -79,6 +82,8 @@ struct State {
     path: PathBuf,
     /// What every rebuilt tree shows beyond the image (keys to verify with).
     tree_options: TreeOptions,
+    /// Refuse attaches that do not verify under `tree_options.trust`.
+    verify_drops: bool,
     tree: Tree,
     table: InodeTable,
     /// The image opened for writing (read-write volumes only).
@@ -182,6 +187,7 @@ impl Volume {
         let mut state = State {
             path: path.clone(),
             tree_options: options.tree,
+            verify_drops: options.verify_drops,
             tree,
             table,
             writer,

@@ -393,7 +393,17 @@ fn the_tree_shows_keyless_verdicts_per_entry_and_per_image() {
     let dir = tempfile::tempdir().unwrap();
     let sif = dir.path().join("keyless.oci.sif");
     let target = cosign_sif::containers_image_sif_with_target(&cosign_data(KEYLESS), &sif, |_| {});
-    let open = |trust: Trust| Tree::open_with(&sif, &TreeOptions { trust }).unwrap().0;
+    let open = |trust: Trust| {
+        Tree::open_with(
+            &sif,
+            &TreeOptions {
+                trust,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0
+    };
     let tree = open(keyless_trust("mitr@redhat.com", GITHUB));
     let image = format!("sha256-{}", &target.hex()[..12]);
     assert_eq!(tree_names(&tree, "images"), std::slice::from_ref(&image));

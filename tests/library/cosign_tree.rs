@@ -18,6 +18,7 @@ fn open(path: &Path, keys: Vec<PublicKey>) -> Tree {
         path,
         &TreeOptions {
             trust: Trust::keys(keys),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -14,6 +14,7 @@
 mod common;
 
 mod broken_images;
+mod content_trust;
 mod cosign_attach;
 mod cosign_images;
 mod cosign_keyless;

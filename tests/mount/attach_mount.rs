@@ -1555,3 +1555,89 @@ fn a_read_only_mount_follows_a_read_write_mount_of_the_same_image() {
     assert_eq!(entries.len(), ATTACHES, "every attach is an entry");
     assert_eq!(ls(&ro.mountpoint.join("cosign")), entries);
 }
+
+// ---------------------------------------------------------------------------------------
+// Content trust: -o verify_drops
+// ---------------------------------------------------------------------------------------
+
+/// `-o verify_drops` with `--key`: a payload signed by that key attaches as always; one
+/// signed by another key is refused at close with EPERM, says why in its `.error` file,
+/// and leaves the image byte-identical.
+#[test]
+fn verify_drops_takes_only_signatures_that_verify_under_the_mount_keys() {
+    let demo = SignedDemo::new();
+    let public = demo.key.public.to_str().unwrap().to_string();
+
+    // Signed by another key: refused, nothing written.
+    let other_dir = demo.dir.path().join("other");
+    fs::create_dir(&other_dir).unwrap();
+    let other = OpensslKey::generate(&other_dir);
+    let image = demo.fresh_image("refused.sif");
+    let before = read(&image);
+    let m = mount_with(&image, &["--key", &public, "-o", "verify_drops"]);
+    let cosign = m.path("cosign");
+    write_close(&cosign.join("payload.json"), &read(&demo.payload)).unwrap();
+    let got = write_close(&cosign.join("payload.json.sig"), &other.sign(&demo.payload));
+    assert_eq!(
+        got,
+        Err(Failed::Close(libc::EPERM)),
+        "log:\n{}",
+        m.log_text()
+    );
+    let why = fs::read_to_string(cosign.join("payload.json.error"))
+        .unwrap_or_else(|e| panic!("payload.json.error: {e}; log:\n{}", m.log_text()));
+    assert!(
+        why.contains("does not verify, and this mount takes only signatures that do")
+            && why.contains(&format!("signature does not verify with {public}")),
+        "{why}"
+    );
+    assert!(
+        !ls(&cosign).iter().any(|n| n.starts_with("sig-")),
+        "{:?}",
+        ls(&cosign)
+    );
+    m.unmount();
+    assert_bytes_eq(&read(&image), &before, "the image after a refused drop");
+
+    // Signed by the mount's key: attached, byte-identical to an attach without the
+    // option, and its entry says it verified.
+    let image = demo.fresh_image("taken.sif");
+    let m = mount_with(&image, &["--key", &public, "-o", "verify_drops"]);
+    let out = cp(&[&demo.payload, &demo.signature, &m.path("cosign")]);
+    assert_ok(&out, "cp payload.json payload.json.sig MP/cosign/", &m);
+    let verified =
+        fs::read_to_string(m.path("cosign").join(demo.entry()).join("verified")).unwrap();
+    assert!(verified.starts_with("ok: verified with "), "{verified}");
+    m.unmount();
+    assert_bytes_eq(
+        &read(&image),
+        &demo.expected_signed(),
+        "the image after the attach",
+    );
+}
+
+/// `-o verify_drops` and `-o require_signed` need something to verify with.
+#[test]
+fn content_trust_options_without_a_key_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, _) = demo_image(dir.path(), "demo.oci.sif");
+    let mp = dir.path().join("mnt");
+    fs::create_dir(&mp).unwrap();
+    for option in ["verify_drops", "require_signed"] {
+        let out = mounted::run(
+            Command::new(mounted::sifmount_bin())
+                .args(["-f", "-o", option])
+                .arg(&image)
+                .arg(&mp),
+            mounted::TOOL_TIMEOUT,
+        );
+        assert_eq!(out.status.code(), Some(2), "{option}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("-o {option} needs something to verify with")),
+            "{option}: {}",
+            out.stderr
+        );
+        assert!(!mounted::is_mounted(&mp), "{option}: nothing is mounted");
+    }
+}

@@ -19,3 +19,4 @@ mod crash_mount;
 mod journal_mount;
 mod mount_real;
 mod security_mount;
+mod verify_mount;

@@ -164,6 +164,17 @@ fn mount(
     foreground: bool,
 ) -> Result<(), Fatal> {
     let parsed = options::parse(option_args).map_err(|e| Fatal::usage(e.to_string()))?;
+    for (given, option) in [
+        (parsed.require_signed, "require_signed"),
+        (parsed.verify_drops, "verify_drops"),
+    ] {
+        if given && !trust_args.any() {
+            return Err(Fatal::usage(format!(
+                "-o {option} needs something to verify with: give --key or \
+                 --certificate-identity and --certificate-oidc-issuer"
+            )));
+        }
+    }
     let trust = if trust_args.any() {
         trust_args.load()?
     } else {
@@ -181,8 +192,12 @@ fn mount(
     let (volume, report) = Volume::open(
         image,
         VolumeOptions {
-            tree: TreeOptions { trust },
+            tree: TreeOptions {
+                trust,
+                require_signed: parsed.require_signed,
+            },
             writable,
+            verify_drops: parsed.verify_drops,
             max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
             max_staged_files: parsed.max_staged_files.unwrap_or(DEFAULT_MAX_STAGED_FILES),
             // Raised to max_staged when only that was given (the volume does it).

@@ -52,6 +52,10 @@ pub struct ParsedOptions {
     pub max_staged_files: Option<usize>,
     /// `max_staged_total=`: the most bytes held in `/cosign` at once.
     pub max_staged_total: Option<u64>,
+    /// `require_signed`: only images with a verifying entry (the man page, CONTENT TRUST).
+    pub require_signed: bool,
+    /// `verify_drops`: refuse attaches whose signature does not verify.
+    pub verify_drops: bool,
 }
 
 /// Values [`ParsedOptions::into_mount_options`] uses where `-o` says nothing.
@@ -146,6 +150,14 @@ fn apply(parsed: &mut ParsedOptions, option: &str) -> Result<(), OptionError> {
         "rw" => {
             no_value(name, value)?;
             parsed.read_only = false;
+        }
+        "require_signed" => {
+            no_value(name, value)?;
+            parsed.require_signed = true;
+        }
+        "verify_drops" => {
+            no_value(name, value)?;
+            parsed.verify_drops = true;
         }
         "max_staged" => {
             let value = needs_value(name, value)?;
@@ -437,6 +449,19 @@ mod tests {
         assert_eq!(p.kernel_flags, ["async", "atime"]);
         let m = ok(&["noexec,nosuid"]).into_mount_options(defaults());
         assert_eq!(m.kernel_options, ["noexec", "nosuid"]);
+    }
+
+    #[test]
+    fn content_trust_options_are_flags_that_stay_out_of_the_kernel_list() {
+        let p = ok(&["require_signed,verify_drops"]);
+        assert!(p.require_signed && p.verify_drops);
+        let p = ok(&[]);
+        assert!(!p.require_signed && !p.verify_drops);
+        let m = ok(&["require_signed", "verify_drops"]).into_mount_options(defaults());
+        assert!(m.kernel_options.is_empty(), "{:?}", m.kernel_options);
+        for bad in ["require_signed=1", "verify_drops=yes"] {
+            assert!(parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

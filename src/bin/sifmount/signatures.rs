@@ -34,6 +34,7 @@ pub fn check(
     let io = |e: std::io::Error| Fatal::failure(format!("writing the report: {e}"));
     let options = TreeOptions {
         trust: request.trust,
+        require_signed: false,
     };
     let (tree, report) =
         Tree::open_with(request.image, &options).map_err(|e| Fatal::failure(e.to_string()))?;

@@ -35,7 +35,7 @@ use trust::TrustArgs;
 #[derive(Debug, Parser)]
 #[command(name = "sifmount", version, arg_required_else_help = true)]
 #[command(
-    override_usage = "sifmount [-f] [-d] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
+    override_usage = "sifmount [-f] [-d] [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
                             sifmount -u MOUNTPOINT\n       \
                             sifmount [-d] --inspect IMAGE\n       \
                             sifmount [-d] --verify IMAGE [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [--image NAME|DIGEST] [--output json]\n       \
@@ -47,7 +47,9 @@ use trust::TrustArgs;
                         max_staged=SIZE (largest file accepted in cosign/, default 16M), \
                         max_staged_files=N (files held in cosign/ at once, default 1024), \
                         max_staged_total=SIZE (their bytes together, default 64M), \
-                        allow_other, allow_root (without either only the mounting user \
+                        require_signed (with --key or an identity: only images that \
+                        verify under images/, other blobs refused), verify_drops (attach \
+                        only signatures that verify), allow_other, allow_root (without either only the mounting user \
                         gets in), uid=N, gid=N, fsname=NAME, threads=N, nosuid, nodev, \
                         noexec, suid, dev, exec, noatime, atime, sync, async, dirsync; \
                         default_permissions is always on; defaults, auto, noauto, user, \

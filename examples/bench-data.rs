@@ -7,6 +7,7 @@
 //!     bench-data many OUT.oci.sif --blobs 10000 [--raw-dir DIR] [--seed N]
 //!     bench-data signed OUT.oci.sif --signatures 1000 [--key-out PUB.pem] [--seed N]
 //!     bench-data drops DIR --target sha256:HEX --count 200 [--seed N]
+//!     bench-data keyless OUT.oci.sif --fixture DIR --signatures 1000
 //!
 //! * `big`: one linux/amd64 image whose single layer is SIZE pseudo-random bytes
 //!   (suffixes K, M, G, binary), generated as they are hashed and written, never held in
@@ -26,6 +27,11 @@
 //!   `scripts/bench.sh` does to time attaches: `DIR/pN` (a simple-signing payload naming
 //!   TARGET, the image's manifest digest) and `DIR/pN.sig` (its base64 signature), for N
 //!   from 1 to COUNT.
+//! * `keyless`: the real keyless signature of a containers/image `dir:` fixture
+//!   (`DIR/manifest.json`, `DIR/signature-1`: Fulcio certificate, chain and Rekor
+//!   entry), SIGNATURES times as the layers of one `.sig` image named after the fixture's
+//!   manifest: what `sifmount --certificate-identity` verifies SIGNATURES times at mount.
+//!   The manifest itself is not in the image (the fixture lacks its config and layers).
 //!
 //! Each subcommand but `drops` prints `key=value` lines about what it wrote, for scripts:
 //! `file_size`, `objects`, `manifest_digest`, and for `big` the layer's `layer_digest`,
@@ -106,6 +112,15 @@ enum What {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
+    /// A real keyless signature, SIGNATURES times, about a fixture's manifest.
+    Keyless {
+        out: PathBuf,
+        /// A containers/image `dir:` fixture with `manifest.json` and `signature-1`.
+        #[arg(long, value_name = "DIR")]
+        fixture: PathBuf,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        signatures: u32,
+    },
     /// Payloads and signatures to attach: DIR/pN and DIR/pN.sig.
     Drops {
         dir: PathBuf,
@@ -151,6 +166,11 @@ fn main() -> ExitCode {
             count,
             seed,
         } => drops(&dir, &target, count, seed),
+        What::Keyless {
+            out,
+            fixture,
+            signatures,
+        } => keyless(&out, &fixture, signatures),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -484,6 +504,56 @@ fn signed(
             .map_err(|e| format!("cannot encode the public key: {e}"))?;
         fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    report(out, &image, &target)?;
+    println!("signatures={signatures}");
+    Ok(())
+}
+
+fn keyless(out: &Path, fixture: &Path, signatures: u32) -> Result<(), Error> {
+    let read = |name: &str| {
+        let path = fixture.join(name);
+        fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let manifest = read("manifest.json")?;
+    let target = Digest::of(&manifest);
+    let signature = read("signature-1")?;
+    let json = signature
+        .strip_prefix(b"\0sigstore-json\n")
+        .ok_or("signature-1 is not a containers/image sigstore signature")?;
+    let v: serde_json::Value = serde_json::from_slice(json)?;
+    let text = |key: &str| {
+        v[key]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("signature-1: no {key}"))
+    };
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(text("payload")?)
+        .map_err(|e| format!("signature-1: payload: {e}"))?;
+    let mut layer = Descriptor::of(&text("mimeType")?, &payload);
+    for (k, value) in v["annotations"].as_object().into_iter().flatten() {
+        layer.set_annotation(k, value.as_str().ok_or("annotation values are strings")?);
+    }
+    let mut docs = MemBlobs::new();
+    docs.insert(payload);
+    let layers = vec![layer; signatures as usize];
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
+    let config = config_for_layers(&diff_ids);
+    let sig_manifest = manifest_for_layers(&config, layers, MediaTypes::Oci);
+    let sig_manifest_bytes = sig_manifest.to_go_json();
+    docs.insert(config);
+    docs.insert(sig_manifest_bytes.clone());
+    // The signed manifest itself is left out: its config and layers are not in the
+    // fixture, and the writer refuses an image with missing blobs.
+    let mut index = Index::empty();
+    let name = cosign_ref_name(EntryKind::Signature, &target).expect("signatures have a tag");
+    index.replace_named(
+        &name,
+        &sig_manifest_bytes,
+        &sig_manifest,
+        EntryStyle::Singularity45,
+    );
+    let image = write_oci_sif_at_path(out, &index.to_go_json(), &docs, 8)?;
     report(out, &image, &target)?;
     println!("signatures={signatures}");
     Ok(())

@@ -11,7 +11,9 @@
 # READ_REPS (repetitions of the read measurements, noisier on a virtual disk, default 15),
 # SIZE (the big layer, default 1G), BLOBS (default 10000), SIGNATURES (default 1000),
 # ATTACHES (default 200), RANDOM_READS (4 KiB reads per pass, default 2000), SIFMOUNT (a
-# sifmount binary to measure instead of building this checkout's, to compare versions).
+# sifmount binary to measure instead of building this checkout's, to compare versions),
+# SIFMOUNT_TESTDATA (the shared test data, default ../shared/testdata: the keyless rows
+# repeat its real keyless signature).
 #
 # Needs root (it drops the page cache with /proc/sys/vm/drop_caches before every cold
 # measurement) and /dev/fuse; installs squashfuse (squashfuse_ll), squashfs-tools, fuse3
@@ -40,6 +42,12 @@ for v in REPS READ_REPS BLOBS SIGNATURES ATTACHES RANDOM_READS; do
 done
 
 # --- Preconditions ------------------------------------------------------------------------
+testdata=${SIFMOUNT_TESTDATA:-../shared/testdata}
+keyless_fixture=$testdata/cosign/containers-image/dir-img-cosign-fulcio-rekor-valid
+[ -f "$keyless_fixture/signature-1" ] || die "$keyless_fixture/signature-1 is missing: \
+the keyless rows need the shared test data (set SIFMOUNT_TESTDATA)"
+keyless_identity=(--certificate-identity mitr@redhat.com
+    --certificate-oidc-issuer https://github.com/login/oauth)
 [ -c /dev/fuse ] || die "/dev/fuse is missing: FUSE is not available on this machine \
 (load the fuse module, or give the container --device /dev/fuse)"
 [ "$(id -u)" = 0 ] || die "run as root: the cold measurements drop the page cache \
@@ -304,6 +312,15 @@ if ! fresh signed "$stamp"; then
     echo "$stamp" >"$data/signed.stamp"
 fi
 
+stamp="keyless signatures=$SIGNATURES code=$code_hash"
+if ! fresh keyless "$stamp"; then
+    echo "==> data: an image with a real keyless signature $SIGNATURES times"
+    rm -f "$data/keyless.stamp"
+    "$bench_data" keyless "$data/keyless.oci.sif" --fixture "$keyless_fixture" \
+        --signatures "$SIGNATURES" >"$data/keyless.info"
+    echo "$stamp" >"$data/keyless.stamp"
+fi
+
 stamp="small size=1M code=$code_hash"
 if ! fresh small "$stamp"; then
     echo "==> data: a 1 MiB image to attach to"
@@ -482,6 +499,29 @@ for r in $(seq "$REPS"); do
     unserve "$mp_sif" rss_signed_sif
 done
 
+# --- 4b. Verifying at mount: the same images with and without a key or identity --------
+# Side by side in each repetition: the mount with no verification option, then with it.
+echo "    verifying $SIGNATURES key and $SIGNATURES keyless signatures at mount"
+for r in $(seq "$REPS"); do
+    mount_sif "$data/signed.oci.sif" "$mp_sif" -o ro --key "$data/signed.pub.pem"
+    sample mount_signed_key_sif "$us"
+    if [ "$r" = 1 ]; then
+        n=$(cat "$mp_sif"/cosign/sig-*/verified | grep -c '^ok: verified with ' || true)
+        [ "$n" = "$SIGNATURES" ] || die "$n of $SIGNATURES key signatures verified"
+    fi
+    unmount "$mp_sif"
+    mount_sif "$data/keyless.oci.sif" "$mp_sif" -o ro
+    sample mount_keyless_plain_sif "$us"
+    unmount "$mp_sif"
+    mount_sif "$data/keyless.oci.sif" "$mp_sif" -o ro "${keyless_identity[@]}"
+    sample mount_keyless_verified_sif "$us"
+    if [ "$r" = 1 ]; then
+        n=$(cat "$mp_sif"/cosign/sig-*/verified | grep -c '^ok: signed by mitr@redhat.com ' || true)
+        [ "$n" = "$SIGNATURES" ] || die "$n of $SIGNATURES keyless signatures verified"
+    fi
+    unmount "$mp_sif"
+done
+
 cat >"$run/follow.py" <<'EOF'
 # follow.py DROPS RW RO N: attaches DROPS/pK with DROPS/pK.sig through the read-write mount
 # RW for K = 1..N and times, from the return of each second close(2) (the commit), until
@@ -617,9 +657,19 @@ rows.append((f"`find -type f -exec stat`, {blobs} files (sifmount: blobs/)", ms(
 fa_sif = med("find_all_sif")
 rows.append(("`find -type f -exec stat` of the whole mount", ms(fa_sif), "", ms(f_sq),
              f"{fa_sif / f_sq:.2f}× sqfs time", "", ""))
-rows.append((f"mount ready, {sigs} signatures", ms(med("mount_signed_sif")), "", "", "", "", ""))
+m_signed = med("mount_signed_sif")
+rows.append((f"mount ready, {sigs} signatures", ms(m_signed), "", "", "", "", ""))
 rows.append((f"`ls -l cosign/`, {sigs} signatures", ms(med("ls_cosign_sif")), "", "", "", "", ""))
 rows.append((f"`cat cosign/*/payload`, {sigs} signatures", ms(med("cat_payload_sif")), "", "", "",
+             "", ""))
+k_key, k_plain, k_less = (med("mount_signed_key_sif"), med("mount_keyless_plain_sif"),
+                          med("mount_keyless_verified_sif"))
+rows.append((f"mount ready, {sigs} signatures verified with `--key`", ms(k_key), "", "",
+             f"{k_key / m_signed:.1f}× unverified", "", ""))
+rows.append((f"mount ready, {sigs} keyless signatures, not verified", ms(k_plain), "", "", "",
+             "", ""))
+rows.append((f"mount ready, {sigs} keyless signatures verified (identity, issuer)", ms(k_less),
+             "", "", f"{k_less / k_plain:.0f}× unverified, {k_less / sigs / 1000:.2f} ms each",
              "", ""))
 
 def attach_ms(name):

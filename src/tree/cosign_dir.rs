@@ -34,9 +34,19 @@ impl Builder<'_> {
     /// megabytes of entries.
     pub(super) fn cosign_entries(&mut self, oci: &OciSif, cosign_dir: Ino, entries: Vec<Entry>) {
         let mut envelopes = HashMap::new();
+        let mut verdicts = if self.options.trust.is_empty() {
+            Vec::new()
+        } else {
+            verify_all(oci, &entries, &self.options.trust)
+        }
+        .into_iter();
         for entry in entries {
             let dir = self.subdir(cosign_dir, &entry.name);
             self.cosign_entry(oci, dir, &entry, &mut envelopes);
+            if let Some(verdict) = verdicts.next() {
+                self.generated(dir, "verified", verdict.to_file_text().into_bytes());
+                self.verdicts.insert(entry.name.clone(), verdict);
+            }
             self.cosign_entries.push((dir, entry));
         }
         self.image_signed_files();
@@ -164,19 +174,16 @@ impl Builder<'_> {
             (entry.layer.digest, bundle)
         });
         let known = envelope_key.and_then(|k| envelopes.get(&k).copied());
-        let wanted = !self.options.trust.is_empty() || (envelope_key.is_some() && known.is_none());
-        // The stored size, not the one the layer descriptor claims: a descriptor that says
-        // 10 bytes must not make the mount read and parse 60 MB.
-        let stored = oci.blob(&entry.layer.digest).map_or(i64::MAX, |d| d.size);
-        let bytes = match (payload, wanted && stored <= MAX_PARSED_PAYLOAD) {
-            (Some(_), true) => match oci.read_blob(&entry.layer.digest) {
-                Ok(b) => Some(b),
+        let wanted = envelope_key.is_some() && known.is_none();
+        let bytes = match payload.is_some() && wanted {
+            true => match parsable_payload(oci, entry) {
+                Ok(b) => b,
                 Err(e) => {
                     self.warn(format!("cosign/{}: {e}", entry.name));
                     None
                 }
             },
-            _ => None,
+            false => None,
         };
         if let Some(key) = envelope_key {
             let files = match known {
@@ -194,28 +201,70 @@ impl Builder<'_> {
                 self.link(dir, "predicate-type", ino);
             }
         }
-        if !self.options.trust.is_empty() {
-            let verdict = match &bytes {
-                Some(b) => cosign::verify(
-                    &Subject {
-                        kind: entry.kind,
-                        media_type: &entry.layer.media_type,
-                        payload: b,
-                        recorded_digest: &entry.layer.digest,
-                        annotations: &annotations,
-                        target: &entry.target,
-                    },
-                    &self.options.trust,
-                ),
-                None => cosign::Verdict::Failed {
-                    reason: "the payload could not be read".to_string(),
-                },
-            };
-            self.generated(dir, "verified", verdict.to_file_text().into_bytes());
-            self.verdicts.insert(entry.name.clone(), verdict);
-        }
     }
 }
+
+/// The payload's bytes, when it is in the image and small enough to parse. The stored
+/// size counts, not the one the layer descriptor claims: a descriptor that says 10 bytes
+/// must not make the mount read and parse 60 MB.
+fn parsable_payload(oci: &OciSif, entry: &Entry) -> Result<Option<Vec<u8>>, crate::oci::OciError> {
+    match oci.blob(&entry.layer.digest) {
+        Some(d) if d.size <= MAX_PARSED_PAYLOAD => oci.read_blob(&entry.layer.digest).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Every entry's verdict, in order. Keyless entries cost milliseconds each (elliptic
+/// curve arithmetic, docs/BENCHMARKS.md), so the entries are shared among one thread per
+/// core: they are independent, and a mount with a thousand signatures is ready in a
+/// fraction of the time.
+fn verify_all(oci: &OciSif, entries: &[Entry], trust: &cosign::Trust) -> Vec<cosign::Verdict> {
+    let one = |entry: &Entry| match parsable_payload(oci, entry) {
+        Ok(Some(bytes)) => cosign::verify(
+            &Subject {
+                kind: entry.kind,
+                media_type: &entry.layer.media_type,
+                payload: &bytes,
+                recorded_digest: &entry.layer.digest,
+                annotations: &entry.annotations(),
+                target: &entry.target,
+            },
+            trust,
+        ),
+        Ok(None) => cosign::Verdict::Failed {
+            reason: "the payload is not in the image, or too large to parse".to_string(),
+        },
+        Err(e) => cosign::Verdict::Failed {
+            reason: format!("the payload could not be read: {e}"),
+        },
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(entries.len().div_ceil(VERIFIED_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return entries.iter().map(one).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(verdicts) => verdicts,
+                // A verifier's panic (a bug) goes on in this thread, as if the entry had
+                // been verified here.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// Fewer entries than this per thread are verified in the building thread alone.
+const VERIFIED_PER_THREAD: usize = 8;
 
 /// Whether an entry can vouch for its target: signatures, attestations and sigstore
 /// bundles; an SBOM or another referrer carries no signature.

@@ -669,7 +669,7 @@ rows.append((f"mount ready, {sigs} signatures verified with `--key`", ms(k_key),
 rows.append((f"mount ready, {sigs} keyless signatures, not verified", ms(k_plain), "", "", "",
              "", ""))
 rows.append((f"mount ready, {sigs} keyless signatures verified (identity, issuer)", ms(k_less),
-             "", "", f"{k_less / k_plain:.0f}× unverified, {k_less / sigs / 1000:.2f} ms each",
+             "", "", f"{k_less / k_plain:.0f}× unverified, {k_less / int(sigs) / 1000:.2f} ms each",
              "", ""))
 
 def attach_ms(name):

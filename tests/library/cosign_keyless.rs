@@ -209,6 +209,12 @@ fn a_keyless_signature_fails_when_its_payload_or_log_entry_is_changed() {
         matches!(v, Verdict::Verified { log_time: None, .. }),
         "{v:?}"
     );
+    // That time is trusted only because the SET verifies: moved, it still fails.
+    let r = reason(
+        &verify_dir(&moved, &target, &no_log),
+        "moved, ignoring the log",
+    );
+    assert!(r.contains("SET") || r.contains("timestamp"), "{r}");
 
     // Another image's signature: the payload names its own target.
     let other = Digest::of(b"another image");

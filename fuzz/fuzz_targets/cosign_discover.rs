@@ -38,6 +38,7 @@ fuzz_target!(init: { sifmount_fuzz::init("cosign_discover") }, |data: &[u8]| {
     let oci = open(image.clone());
     let found = cosign::discover(&oci);
     let mut names = HashSet::new();
+    let trust = cosign::Trust::keys(sifmount_fuzz::keys().to_vec());
     for e in &found.entries {
         assert!(names.insert(e.name.clone()), "entry name {} is unique", e.name);
         assert!(!e.name.contains('/') && !e.name.starts_with('.'), "entry name {:?}", e.name);
@@ -52,13 +53,14 @@ fuzz_target!(init: { sifmount_fuzz::init("cosign_discover") }, |data: &[u8]| {
                 annotations: &annotations,
                 target: &e.target,
             },
-            sifmount_fuzz::keys(),
+            &trust,
         );
     }
 
     let path = scratch_file("cosign.sif", &image);
     let options = TreeOptions {
-        keys: sifmount_fuzz::keys().to_vec(),
+        trust: sifmount::cosign::Trust::keys(sifmount_fuzz::keys().to_vec()),
+        ..Default::default()
     };
     if let Ok((tree, _)) = Tree::open_with(&path, &options) {
         walk_tree(&tree);

@@ -82,7 +82,8 @@ fn parsers(data: &[u8]) {
 fn mount_and_walk(name: &str, image: &[u8]) {
     let path = scratch_file(name, image);
     let options = TreeOptions {
-        keys: sifmount_fuzz::keys().to_vec(),
+        trust: sifmount::cosign::Trust::keys(sifmount_fuzz::keys().to_vec()),
+        ..Default::default()
     };
     if let Ok((tree, _)) = Tree::open_with(&path, &options) {
         walk_tree(&tree);

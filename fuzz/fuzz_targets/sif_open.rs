@@ -38,7 +38,8 @@ fuzz_target!(init: { sifmount_fuzz::init("sif_open") }, |data: &[u8]| {
     // The mount's view, built from a file as a mount builds it.
     let path = sifmount_fuzz::scratch_file("sif_open.sif", data);
     let options = TreeOptions {
-        keys: sifmount_fuzz::keys().to_vec(),
+        trust: sifmount::cosign::Trust::keys(sifmount_fuzz::keys().to_vec()),
+        ..Default::default()
     };
     if let Ok((tree, _report)) = Tree::open_with(&path, &options) {
         sifmount_fuzz::walk_tree(&tree);

@@ -16,7 +16,7 @@ use sifmount::sif::{
     ChangeTime, CreateOptions, DataType, Digest, MemStorage, ObjectInput, SifImage,
 };
 use sifmount::tree::{Kind, Tree, TreeError, ROOT};
-use sifmount::volume::{Volume};
+use sifmount::volume::Volume;
 
 pub mod drop_ops;
 pub mod seeds;

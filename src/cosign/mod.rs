@@ -7,6 +7,7 @@ mod attach;
 mod discover;
 mod dsse;
 mod error;
+mod public_key;
 mod sigstore;
 mod verify;
 

@@ -481,21 +481,8 @@ fn signed(
         docs.insert(p);
         layers.push(d);
     }
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
-    let config = config_for_layers(&diff_ids);
-    let sig_manifest = manifest_for_layers(&config, layers, MediaTypes::Oci);
-    let sig_manifest_bytes = sig_manifest.to_go_json();
-    docs.insert(config);
-    docs.insert(sig_manifest_bytes.clone());
-
     let mut index = index_of(&manifest);
-    let name = cosign_ref_name(EntryKind::Signature, &target).expect("signatures have a tag");
-    index.replace_named(
-        &name,
-        &sig_manifest_bytes,
-        &sig_manifest,
-        EntryStyle::Singularity45,
-    );
+    add_signature_image(&mut index, &mut docs, &target, layers);
     let image = write_oci_sif_at_path(out, &index.to_go_json(), &docs, spare.into())?;
     if let Some(path) = key_out {
         let pem = key
@@ -507,6 +494,29 @@ fn signed(
     report(out, &image, &target)?;
     println!("signatures={signatures}");
     Ok(())
+}
+
+/// The `_cosign:sha256-<target>.sig` image of `layers`, its blobs into `docs` and its
+/// entry into `index`, as SingularityCE 4.5 writes them.
+fn add_signature_image(
+    index: &mut Index,
+    docs: &mut MemBlobs,
+    target: &Digest,
+    layers: Vec<Descriptor>,
+) {
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
+    let config = config_for_layers(&diff_ids);
+    let sig_manifest = manifest_for_layers(&config, layers, MediaTypes::Oci);
+    let sig_manifest_bytes = sig_manifest.to_go_json();
+    docs.insert(config);
+    docs.insert(sig_manifest_bytes.clone());
+    let name = cosign_ref_name(EntryKind::Signature, target).expect("signatures have a tag");
+    index.replace_named(
+        &name,
+        &sig_manifest_bytes,
+        &sig_manifest,
+        EntryStyle::Singularity45,
+    );
 }
 
 fn keyless(out: &Path, fixture: &Path, signatures: u32) -> Result<(), Error> {
@@ -537,22 +547,10 @@ fn keyless(out: &Path, fixture: &Path, signatures: u32) -> Result<(), Error> {
     let mut docs = MemBlobs::new();
     docs.insert(payload);
     let layers = vec![layer; signatures as usize];
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.digest).collect();
-    let config = config_for_layers(&diff_ids);
-    let sig_manifest = manifest_for_layers(&config, layers, MediaTypes::Oci);
-    let sig_manifest_bytes = sig_manifest.to_go_json();
-    docs.insert(config);
-    docs.insert(sig_manifest_bytes.clone());
     // The signed manifest itself is left out: its config and layers are not in the
     // fixture, and the writer refuses an image with missing blobs.
     let mut index = Index::empty();
-    let name = cosign_ref_name(EntryKind::Signature, &target).expect("signatures have a tag");
-    index.replace_named(
-        &name,
-        &sig_manifest_bytes,
-        &sig_manifest,
-        EntryStyle::Singularity45,
-    );
+    add_signature_image(&mut index, &mut docs, &target, layers);
     let image = write_oci_sif_at_path(out, &index.to_go_json(), &docs, 8)?;
     report(out, &image, &target)?;
     println!("signatures={signatures}");

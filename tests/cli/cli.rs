@@ -13,7 +13,7 @@ const NATIVE_IMAGE: &str = "sylabs-singularity/e2e/testdata/busybox_amd64.sif";
 /// The manifest the cosign signature and attestation in COSIGN_IMAGE sign.
 const SIGNED: &str = "432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338";
 
-fn sifmount(args: &[&std::ffi::OsStr]) -> Output {
+pub(crate) fn sifmount(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sifmount"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -39,7 +39,7 @@ fn stderr(o: &Output) -> String {
 }
 
 #[track_caller]
-fn assert_status(o: &Output, code: i32) {
+pub(crate) fn assert_status(o: &Output, code: i32) {
     assert_eq!(
         o.status.code(),
         Some(code),

@@ -3,10 +3,11 @@
 //! json`, and the options that are refused rather than ignored (the man page, VERIFYING).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
+use super::cli::{assert_status, sifmount};
 use crate::common::{self, cosign_data, cosign_sif};
 
 const COSIGN_IMAGE: &str = "generated/hello-world-cosign-manifest.oci.sif";
@@ -15,14 +16,6 @@ const SIGNED: &str = "432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae
 const KEY: &str = "keys/singularity-cosign.pub";
 const OTHER_KEY: &str = "containers-image/cosign2.pub";
 const GITHUB: &str = "https://github.com/login/oauth";
-
-fn sifmount(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sifmount"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run sifmount")
-}
 
 /// `sifmount --verify IMAGE ARGS...`.
 fn verify(image: &Path, args: &[&str]) -> Output {
@@ -35,15 +28,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[track_caller]
-fn assert_status(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "exit status\n--- stdout\n{}\n--- stderr\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
+/// `--certificate-identity SUBJECT --certificate-oidc-issuer` GitHub's issuer.
+fn identity(subject: &str) -> [&str; 4] {
+    [
+        "--certificate-identity",
+        subject,
+        "--certificate-oidc-issuer",
+        GITHUB,
+    ]
 }
 
 fn path_of(rel: &str) -> String {
@@ -138,15 +130,7 @@ fn a_keyless_bundle_verifies_by_identity_and_issuer_only() {
     let sif = dir.path().join("empty-with-bundle.oci.sif");
     let bundle = std::fs::read(cosign_data("cosign-repo/oci-attestation.sigstore.json")).unwrap();
     let target = cosign_sif::empty_image_with_bundle(&bundle, &sif);
-    let o = verify(
-        &sif,
-        &[
-            "--certificate-identity",
-            "cody@soyland.com",
-            "--certificate-oidc-issuer",
-            GITHUB,
-        ],
-    );
+    let o = verify(&sif, &identity("cody@soyland.com"));
     assert_status(&o, 0);
     let out = text(&o.stdout);
     assert!(
@@ -174,15 +158,7 @@ fn a_keyless_bundle_verifies_by_identity_and_issuer_only() {
     );
     assert_status(&o, 0);
 
-    let o = verify(
-        &sif,
-        &[
-            "--certificate-identity",
-            "mitr@redhat.com",
-            "--certificate-oidc-issuer",
-            GITHUB,
-        ],
-    );
+    let o = verify(&sif, &identity("mitr@redhat.com"));
     assert_status(&o, 1);
     let out = text(&o.stdout);
     assert!(
@@ -193,16 +169,14 @@ fn a_keyless_bundle_verifies_by_identity_and_issuer_only() {
     );
 
     // The staging root does not vouch for a production certificate.
+    let staging = path_of("sigstore/trusted_root.staging.json");
     let o = verify(
         &sif,
         &[
-            "--certificate-identity",
-            "cody@soyland.com",
-            "--certificate-oidc-issuer",
-            GITHUB,
-            "--trusted-root",
-            &path_of("sigstore/trusted_root.staging.json"),
-        ],
+            &identity("cody@soyland.com")[..],
+            &["--trusted-root", &staging],
+        ]
+        .concat(),
     );
     assert_status(&o, 1);
     assert!(
@@ -224,14 +198,7 @@ fn output_json_of_a_keyless_signature_adds_subject_issuer_and_bundle() {
     let target = cosign_sif::containers_image_sif_with_target(&fixture, &sif, |_| {});
     let o = verify(
         &sif,
-        &[
-            "--certificate-identity",
-            "mitr@redhat.com",
-            "--certificate-oidc-issuer",
-            GITHUB,
-            "--output",
-            "json",
-        ],
+        &[&identity("mitr@redhat.com")[..], &["--output", "json"]].concat(),
     );
     // The fixture has no config or layers: the blob check fails, so the exit status is 1
     // even though the signature verifies.

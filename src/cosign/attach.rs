@@ -225,6 +225,17 @@ fn merge(
     }
 }
 
+/// Whether annotations `extra` can be added to a committed layer's `current` ones without
+/// changing a value (what [`amend`] takes): each key is new or repeats its value.
+pub fn annotations_fit(
+    current: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+) -> bool {
+    extra
+        .iter()
+        .all(|(k, v)| current.get(k).is_none_or(|c| same_value(k, c, v)))
+}
+
 /// Whether two values of `key` mean the same: signatures compare without whitespace,
 /// which their decoders ignore; everything else byte for byte.
 fn same_value(key: &str, a: &str, b: &str) -> bool {

@@ -12,8 +12,8 @@ mod sigstore;
 mod verify;
 
 pub use attach::{
-    amend, attach, attach_with_style, cosign_ref_name, detach, drop_annotations, prepare,
-    AttachError, AttachOutcome, Attachment, DropFiles,
+    amend, annotations_fit, attach, attach_with_style, cosign_ref_name, detach, drop_annotations,
+    prepare, AttachError, AttachOutcome, Attachment, DropFiles,
 };
 pub use discover::{discover, Discovery, Entry, EntryKind, Origin, MAX_LAYERS};
 pub use dsse::{

@@ -23,7 +23,10 @@ impl State {
         let shown = self.path_of(ino);
         match self.state_of(&group) {
             GroupState::Committed(id) => {
-                let result = self.merge(id, role, data);
+                let result = match group {
+                    Group::Entry(own) => self.write_to_entry(own, role, data),
+                    _ => self.merge(id, role, data),
+                };
                 // Merged or refused, a file in /cosign or in the entry's own directory has
                 // said what it had to: the entry (and an alias to its file) is what remains.
                 // A directory the user made keeps the files written into it.
@@ -36,7 +39,7 @@ impl State {
                             self.add_alias(name, id, role.entry_file());
                         }
                     }
-                    Group::Entry(_) => f.listed = false,
+                    Group::Entry(_) | Group::Copy(_) => f.listed = false,
                     Group::Dir(_) => {
                         if result.is_err() {
                             f.listed = false;
@@ -272,6 +275,8 @@ impl State {
         }
         log::info!("{shown}: removed ({ref_name} layer {layer_index})");
         self.staging.hidden.remove(&id);
+        self.staging.copies.remove(&id);
+        self.staging.payloads_written.remove(&id);
         self.committed_to_image()?;
         // Names that stood for the removed entry go with it.
         let gone: Vec<String> = self

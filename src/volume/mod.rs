@@ -25,6 +25,7 @@
 //! into entries; `refresh.rs` keeps the view true to the image.
 
 mod commit;
+mod copy;
 mod handles;
 mod limits;
 mod read;

@@ -38,6 +38,9 @@ pub(super) enum Group {
     Dir(Ino),
     /// A committed entry's directory, written to after the fact.
     Entry(EntryId),
+    /// Files written into a committed entry's directory that are not that entry: a copy
+    /// of another entry under a name that is taken (`copy.rs`).
+    Copy(EntryId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +113,14 @@ pub(super) struct TopGroup {
     pub(super) error_ino: Ino,
 }
 
+/// What was written into one committed entry's directory that is not that entry: the
+/// files of a copy, by role, and how far it has come (`copy.rs`).
+pub(super) struct CopyGroup {
+    pub(super) files: HashMap<Role, Vec<u8>>,
+    pub(super) state: GroupState,
+    pub(super) error_ino: Ino,
+}
+
 /// A name the user gave that now stands for a committed entry (or one of its files).
 pub(super) struct Alias {
     pub(super) ino: Ino,
@@ -126,6 +137,12 @@ pub(super) struct Staging {
     /// Names unlinked from committed entries: `rm -r` unlinks every file before the
     /// `rmdir` that removes the signature.
     pub(super) hidden: HashMap<EntryId, BTreeSet<String>>,
+    /// Copies written into committed entries' directories, by the entry whose directory
+    /// it is.
+    pub(super) copies: HashMap<EntryId, CopyGroup>,
+    /// The payload last written into an entry's directory that was the entry's own: a
+    /// copy of an entry with the same payload and another signature needs it.
+    pub(super) payloads_written: HashMap<EntryId, Vec<u8>>,
 }
 
 impl State {
@@ -152,6 +169,11 @@ impl State {
                 .get(dir)
                 .map_or(GroupState::Pending, |d| d.state.clone()),
             Group::Entry(id) => GroupState::Committed(*id),
+            Group::Copy(id) => self
+                .staging
+                .copies
+                .get(id)
+                .map_or(GroupState::Pending, |c| c.state.clone()),
         }
     }
 
@@ -168,6 +190,11 @@ impl State {
                 }
             }
             Group::Entry(_) => {}
+            Group::Copy(id) => {
+                if let Some(c) = self.staging.copies.get_mut(id) {
+                    c.state = state;
+                }
+            }
         }
     }
 
@@ -191,6 +218,13 @@ impl State {
     /// The files of `group` that have been closed, as a drop.
     pub(super) fn gather(&self, group: &Group) -> (DropFiles, bool) {
         let mut drop = DropFiles::default();
+        if let Group::Copy(id) = group {
+            let files = self.staging.copies.get(id).map(|c| &c.files);
+            for (role, data) in files.into_iter().flatten() {
+                role.fill(&mut drop, data.clone());
+            }
+            return (drop.clone(), drop.payload.is_some());
+        }
         let mut payload_complete = false;
         for f in self.staging.files.values() {
             if f.listed && f.complete && &f.group == group {

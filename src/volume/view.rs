@@ -57,6 +57,13 @@ impl State {
                     .values()
                     .find(|d| d.error_ino == ino)
                     .map(|d| &d.state)
+            })
+            .or_else(|| {
+                self.staging
+                    .copies
+                    .values()
+                    .find(|c| c.error_ino == ino)
+                    .map(|c| &c.state)
             })?;
         match state {
             GroupState::Failed(reason) => Some(format!("{reason}\n")),
@@ -68,11 +75,14 @@ impl State {
         if let Some((base, _)) = self.staging.top.iter().find(|(_, g)| g.error_ino == ino) {
             return Some(Group::Top(base.clone()));
         }
+        if let Some((&dir, _)) = self.staging.dirs.iter().find(|(_, d)| d.error_ino == ino) {
+            return Some(Group::Dir(dir));
+        }
         self.staging
-            .dirs
+            .copies
             .iter()
-            .find(|(_, d)| d.error_ino == ino)
-            .map(|(&dir, _)| Group::Dir(dir))
+            .find(|(_, c)| c.error_ino == ino)
+            .map(|(&own, _)| Group::Copy(own))
     }
 
     pub(super) fn attr(&self, ino: Ino, writable: bool) -> Result<Attr, TreeError> {
@@ -219,6 +229,15 @@ impl State {
                 }
                 if let Some(id) = self.tree.cosign_entry(dir).map(EntryId::of) {
                     out.extend(self.visible_entry_files(dir, id)?);
+                    if let Some(c) = self.staging.copies.get(&id) {
+                        if matches!(c.state, GroupState::Failed(_)) {
+                            out.push(DirEntry {
+                                name: ERROR_FILE.into(),
+                                ino: c.error_ino,
+                                kind: Kind::File,
+                            });
+                        }
+                    }
                 } else {
                     out.extend_from_slice(self.tree.entries(dir)?);
                 }

@@ -180,7 +180,7 @@ impl Volume {
         };
         let result = match session {
             None => st.flush_staged(ino),
-            Some((entry, role, data)) => st.merge(entry, role, data),
+            Some((entry, role, data)) => st.write_to_entry(entry, role, data),
         };
         if let Err(e) = &result {
             log::warn!("{e}");
@@ -287,9 +287,10 @@ impl Volume {
             }
             Node::Error(_) => {
                 // Removing the error file acknowledges it: the files stay, pending.
-                let group = st.group_of_error(child);
-                if let Some(g) = group {
-                    st.set_state(&g, GroupState::Pending);
+                match st.group_of_error(child) {
+                    Some(Group::Copy(own)) => st.forget_copy(own),
+                    Some(g) => st.set_state(&g, GroupState::Pending),
+                    None => {}
                 }
                 Ok(())
             }

@@ -269,18 +269,30 @@ fn removing_an_entry_takes_unlinks_then_rmdir() {
     );
 }
 
+/// A committed entry takes its own bytes again; other bytes are a copy of another entry
+/// (the man page, ATTACHING), judged as a drop: here refused, saying why in the entry's
+/// `error` file, with the entry's own files and the image unchanged.
 #[test]
-fn committed_files_accept_their_own_bytes_and_refuse_others() {
+fn committed_files_take_their_own_bytes_and_judge_others_as_a_copy() {
     let (_dir, path) = writable_temp_copy("generated/squashfs-image.signed1.oci.sif");
     let v = open(&path, true);
     let t = target13_of(&v);
     let entry = format!("cosign/sig-{t}-1");
     let payload = read_all(&v, &format!("{entry}/payload"));
     cp_over(&v, &format!("{entry}/payload"), &payload).unwrap();
+    assert!(!names(&v, &entry).contains(&"error".to_string()));
     let e = cp_over(&v, &format!("{entry}/payload"), b"{}").unwrap_err();
-    assert!(matches!(e, TreeError::Denied(_)), "{e:?}");
+    assert!(
+        matches!(e, TreeError::Rejected(_)) && e.to_string().contains("unknown payload format"),
+        "{e:?}"
+    );
+    // The copy under way takes the next file too, and stays refused.
     let e = cp_over(&v, &format!("{entry}/signature"), b"MEUCIQ==").unwrap_err();
-    assert!(matches!(e, TreeError::Denied(_)), "{e:?}");
+    assert!(matches!(e, TreeError::Rejected(_)), "{e:?}");
+    let error = read_all(&v, &format!("{entry}/error"));
+    let error = String::from_utf8(error).unwrap();
+    assert!(error.contains("unknown payload format"), "{error}");
+    assert_eq!(read_all(&v, &format!("{entry}/payload")), payload);
     drop(v);
     assert_bytes_eq(
         &std::fs::read(&path).unwrap(),

@@ -14,6 +14,7 @@ mod common;
 
 mod attach_mount;
 mod concurrency_mount;
+mod copy_mount;
 mod cosign_mount;
 mod crash_mount;
 mod journal_mount;

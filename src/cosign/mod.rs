@@ -7,6 +7,7 @@ mod attach;
 mod discover;
 mod dsse;
 mod error;
+mod private_key;
 mod public_key;
 mod sigstore;
 mod verify;
@@ -21,6 +22,7 @@ pub use dsse::{
     Statement, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE,
 };
 pub use error::{CosignError, Result};
+pub use private_key::{read_key_file, KeyError, SigningKey};
 pub use sigstore::TrustRoot;
 pub use verify::{
     layer_as_bundle, utc, verify, Identity, Matcher, PublicKey, SignedForm, Signer, Subject, Trust,

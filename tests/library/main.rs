@@ -18,6 +18,7 @@ mod content_trust;
 mod cosign_attach;
 mod cosign_images;
 mod cosign_keyless;
+mod cosign_keys;
 mod cosign_oracle;
 mod cosign_tree;
 mod cosign_verify;

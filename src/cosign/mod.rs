@@ -9,6 +9,7 @@ mod dsse;
 mod error;
 mod private_key;
 mod public_key;
+mod sign;
 mod sigstore;
 mod verify;
 
@@ -23,6 +24,9 @@ pub use dsse::{
 };
 pub use error::{CosignError, Result};
 pub use private_key::{read_key_file, KeyError, SigningKey};
+pub use sign::{
+    attest, sign_payload, signature_attachment, singularity_payload, CREATOR_KEY, TIMESTAMP_KEY,
+};
 pub use sigstore::TrustRoot;
 pub use verify::{
     layer_as_bundle, utc, verify, Identity, Matcher, PublicKey, SignedForm, Signer, Subject, Trust,

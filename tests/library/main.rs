@@ -20,6 +20,7 @@ mod cosign_images;
 mod cosign_keyless;
 mod cosign_keys;
 mod cosign_oracle;
+mod cosign_sign;
 mod cosign_tree;
 mod cosign_verify;
 mod crash_safety;

@@ -7,7 +7,9 @@ mod attach;
 mod discover;
 mod dsse;
 mod error;
+mod private_key;
 mod public_key;
+mod sign;
 mod sigstore;
 mod verify;
 
@@ -21,6 +23,10 @@ pub use dsse::{
     Statement, VerificationMaterial, IN_TOTO_PAYLOAD_TYPE,
 };
 pub use error::{CosignError, Result};
+pub use private_key::{read_key_file, KeyError, SigningKey};
+pub use sign::{
+    attest, sign_payload, signature_attachment, singularity_payload, CREATOR_KEY, TIMESTAMP_KEY,
+};
 pub use sigstore::TrustRoot;
 pub use verify::{
     layer_as_bundle, utc, verify, Identity, Matcher, PublicKey, SignedForm, Signer, Subject, Trust,

@@ -112,6 +112,19 @@ impl PublicKey {
         })
     }
 
+    /// The key of a PKIX `SubjectPublicKeyInfo` DER (a private key's public half), called
+    /// `name` in verdicts.
+    pub(super) fn from_spki_der(
+        name: &str,
+        spki: Vec<u8>,
+    ) -> std::result::Result<PublicKey, String> {
+        Ok(PublicKey {
+            name: name.to_string(),
+            key: key_from_spki(&spki)?,
+            spki,
+        })
+    }
+
     /// The key as PKIX `SubjectPublicKeyInfo` DER.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki
@@ -156,7 +169,7 @@ impl PublicKey {
 
 /// The first PEM block of `text`: its label and decoded body. Text before and after it
 /// is ignored, as Go's `pem.Decode` (which cosign uses) ignores it.
-fn pem_block(text: &[u8]) -> std::result::Result<(String, Vec<u8>), String> {
+pub(super) fn pem_block(text: &[u8]) -> std::result::Result<(String, Vec<u8>), String> {
     const NOT_PEM: &str = "not a PEM file (no -----BEGIN line): give a public key as cosign \
                            writes it (-----BEGIN PUBLIC KEY-----)";
     let begin = find(text, b"-----BEGIN ").ok_or(NOT_PEM)?;
@@ -183,7 +196,7 @@ fn pem_block(text: &[u8]) -> std::result::Result<(String, Vec<u8>), String> {
     Ok((label, der))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 

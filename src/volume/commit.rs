@@ -21,6 +21,9 @@ impl State {
         }
         let (group, role, data) = (f.group.clone(), f.role, f.data.clone());
         let shown = self.path_of(ino);
+        if let Group::Sign(name) = &group {
+            return self.sign_request(name, &data, &shown);
+        }
         match self.state_of(&group) {
             GroupState::Committed(id) => {
                 let result = match group {
@@ -39,7 +42,7 @@ impl State {
                             self.add_alias(name, id, role.entry_file());
                         }
                     }
-                    Group::Entry(_) | Group::Copy(_) => f.listed = false,
+                    Group::Entry(_) | Group::Copy(_) | Group::Sign(_) => f.listed = false,
                     Group::Dir(_) => {
                         if result.is_err() {
                             f.listed = false;
@@ -94,13 +97,29 @@ impl State {
             }
             Err(e) => return Err(fail(self, e)),
         };
+        self.attach_made(group, shown, &attachment)
+    }
+
+    /// Attaches what a drop or a signing request made (`-o verify_drops` first), and
+    /// makes `group` that entry; records and returns why not.
+    pub(super) fn attach_made(
+        &mut self,
+        group: &Group,
+        shown: &str,
+        attachment: &cosign::Attachment,
+    ) -> Result<(), TreeError> {
+        let fail = |st: &mut State, e: AttachError| {
+            let reason = format!("{shown}: {e}");
+            st.set_state(group, GroupState::Failed(reason.clone()));
+            TreeError::of_attach(e, reason)
+        };
         if self.verify_drops {
             if let Verdict::Failed { reason } = attachment.verdict(&self.tree_options.trust) {
                 return Err(fail(self, AttachError::Unverified { reason }));
             }
         }
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
-        let outcome = cosign::attach(writer, &attachment);
+        let outcome = cosign::attach(writer, attachment);
         let id = EntryId {
             kind: attachment.kind,
             target: attachment.target,
@@ -132,11 +151,13 @@ impl State {
     /// The staged files of `group` have become entry `id`.
     pub(super) fn commit(&mut self, group: &Group, id: EntryId) {
         let mut aliases = Vec::new();
-        if let Group::Top(_) = group {
+        if let Group::Top(_) | Group::Sign(_) = group {
             for f in self.staging.files.values_mut() {
                 if f.listed && &f.group == group {
                     f.listed = false;
-                    aliases.push((f.name.clone(), f.role.entry_file()));
+                    if let Group::Top(_) = group {
+                        aliases.push((f.name.clone(), f.role.entry_file()));
+                    }
                 }
             }
         }

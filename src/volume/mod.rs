@@ -22,7 +22,8 @@
 //! The rooms: `read.rs` and `write.rs` are the volume's requests; `view.rs` is what a
 //! path is (tree or staged) and what a directory lists; `staging.rs` the model of what is
 //! staged, `roles.rs` what a dropped file's name makes it; `commit.rs` turns staged files
-//! into entries; `refresh.rs` keeps the view true to the image.
+//! into entries, `copy.rs` those written into an entry that are a copy of another, and
+//! `sign.rs` signing requests; `refresh.rs` keeps the view true to the image.
 
 mod commit;
 mod copy;
@@ -31,6 +32,7 @@ mod limits;
 mod read;
 mod refresh;
 mod roles;
+mod sign;
 mod staging;
 mod turns;
 mod view;
@@ -74,6 +76,9 @@ pub struct VolumeOptions {
     /// `-o verify_drops`: an attach (or new annotations) must leave an entry that
     /// verifies under `tree.trust`, or it is refused with EPERM.
     pub verify_drops: bool,
+    /// A private key to sign with: a writable volume then takes signing requests in
+    /// `/cosign/sign/` (`sign.rs`). Its public half verifying is `tree.trust`'s business.
+    pub signing_key: Option<std::sync::Arc<crate::cosign::SigningKey>>,
 }
 
 /// Everything the volume's lock guards: the image as shown, the writer, and what is
@@ -106,6 +111,8 @@ struct State {
     expected_len: u64,
     /// Set once another program's change was seen: from then on every write is refused.
     foreign_change: Option<String>,
+    /// What `/cosign/sign/` signs with (`sign.rs`).
+    signing_key: Option<std::sync::Arc<crate::cosign::SigningKey>>,
 }
 
 /// A successful open: the handle and whether the kernel may keep the file's pages.
@@ -199,8 +206,12 @@ impl Volume {
             lock,
             expected_len,
             foreign_change: None,
+            signing_key: None,
         };
         state.index_entry_files();
+        if let (Some(key), true) = (options.signing_key, state.writer.is_some()) {
+            state.add_sign_dir(key);
+        }
         let volume = Volume {
             writable: options.writable,
             limits,

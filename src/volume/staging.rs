@@ -41,6 +41,8 @@ pub(super) enum Group {
     /// Files written into a committed entry's directory that are not that entry: a copy
     /// of another entry under a name that is taken (`copy.rs`).
     Copy(EntryId),
+    /// A signing request: one file in `/cosign/sign/`, by name (`sign.rs`).
+    Sign(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +145,11 @@ pub(super) struct Staging {
     /// The payload last written into an entry's directory that was the entry's own: a
     /// copy of an entry with the same payload and another signature needs it.
     pub(super) payloads_written: HashMap<EntryId, Vec<u8>>,
+    /// `/cosign/sign/`, when the volume signs (`sign.rs`): a staged directory that never
+    /// commits itself, whose files are requests.
+    pub(super) sign_dir: Option<Ino>,
+    /// The signing requests not yet done, by file name.
+    pub(super) sign_requests: HashMap<String, TopGroup>,
 }
 
 impl State {
@@ -174,6 +181,11 @@ impl State {
                 .copies
                 .get(id)
                 .map_or(GroupState::Pending, |c| c.state.clone()),
+            Group::Sign(name) => self
+                .staging
+                .sign_requests
+                .get(name)
+                .map_or(GroupState::Pending, |g| g.state.clone()),
         }
     }
 
@@ -195,11 +207,27 @@ impl State {
                     c.state = state;
                 }
             }
+            Group::Sign(name) => {
+                if let Some(g) = self.staging.sign_requests.get_mut(name) {
+                    g.state = state;
+                }
+            }
         }
     }
 
     /// A top-level group with no files and nothing committed has nothing left to say.
     pub(super) fn forget_group_if_empty(&mut self, group: &Group) {
+        if let Group::Sign(name) = group {
+            let has_file = self
+                .staging
+                .files
+                .values()
+                .any(|f| f.listed && &f.group == group);
+            if !has_file {
+                self.staging.sign_requests.remove(name);
+            }
+            return;
+        }
         let Group::Top(base) = group else { return };
         let has_files = self
             .staging

@@ -64,6 +64,13 @@ impl State {
                     .values()
                     .find(|c| c.error_ino == ino)
                     .map(|c| &c.state)
+            })
+            .or_else(|| {
+                self.staging
+                    .sign_requests
+                    .values()
+                    .find(|g| g.error_ino == ino)
+                    .map(|g| &g.state)
             })?;
         match state {
             GroupState::Failed(reason) => Some(format!("{reason}\n")),
@@ -77,6 +84,14 @@ impl State {
         }
         if let Some((&dir, _)) = self.staging.dirs.iter().find(|(_, d)| d.error_ino == ino) {
             return Some(Group::Dir(dir));
+        }
+        if let Some((name, _)) = self
+            .staging
+            .sign_requests
+            .iter()
+            .find(|(_, g)| g.error_ino == ino)
+        {
+            return Some(Group::Sign(name.clone()));
         }
         self.staging
             .copies
@@ -212,7 +227,17 @@ impl State {
                 GroupState::Committed(_) => staged_in(&mut out, dir),
                 ref state => {
                     staged_in(&mut out, dir);
-                    if matches!(state, GroupState::Failed(_)) {
+                    if self.is_sign_dir(dir) {
+                        for (name, g) in &self.staging.sign_requests {
+                            if matches!(g.state, GroupState::Failed(_)) {
+                                out.push(DirEntry {
+                                    name: format!("{name}.{ERROR_FILE}"),
+                                    ino: g.error_ino,
+                                    kind: Kind::File,
+                                });
+                            }
+                        }
+                    } else if matches!(state, GroupState::Failed(_)) {
                         out.push(DirEntry {
                             name: ERROR_FILE.into(),
                             ino: d.error_ino,
@@ -407,6 +432,10 @@ impl State {
         }
         let role = || roles::entry_role(name).map_err(rejected);
         match self.node(parent)? {
+            Node::StagedDir(_) if self.is_sign_dir(parent) => {
+                roles::top_level_role(name).map_err(rejected)?;
+                Ok((Group::Sign(name.to_string()), Role::Payload))
+            }
             Node::StagedDir(_) => Ok((Group::Dir(parent), role()?)),
             Node::Tree => match self.tree.cosign_entry(parent) {
                 Some(e) => Ok((Group::Entry(EntryId::of(e)), role()?)),

@@ -207,6 +207,9 @@ impl Volume {
         let (group, role) = st.place_for_file(parent, &name)?;
         self.limits.check_count(&st, parent, &name)?;
         let ino = st.table.fresh();
+        if let Group::Sign(name) = &group {
+            st.new_sign_request(name);
+        }
         if let Group::Top(base) = &group {
             if !st.staging.top.contains_key(base) {
                 let error_ino = st.table.fresh();
@@ -244,6 +247,9 @@ impl Volume {
         let mut st = self.state_mut();
         if Some(parent) != st.tree.cosign_dir() {
             return Err(match st.node(parent)? {
+                Node::StagedDir(_) if st.is_sign_dir(parent) => {
+                    st.denied(parent, "signing requests are files")
+                }
                 Node::StagedDir(_) => st.denied(parent, "an entry holds files, not directories"),
                 Node::Tree if st.tree.cosign_entry(parent).is_some() => {
                     st.denied(parent, "an entry holds files, not directories")
@@ -336,6 +342,9 @@ impl Volume {
         // outlive that.
         self.preserve_open_files(&st);
         match st.node(child)? {
+            Node::StagedDir(_) if st.is_sign_dir(child) => {
+                Err(st.denied(child, "the signing directory is the mount's own"))
+            }
             Node::StagedDir(d) => {
                 if !st.entries(child)?.is_empty() {
                     return Err(TreeError::NotEmpty(child));

@@ -34,3 +34,4 @@ mod table_growth;
 mod tree;
 mod volume;
 mod volume_handles;
+mod volume_sign;

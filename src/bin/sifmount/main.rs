@@ -200,6 +200,7 @@ fn mount(
             },
             writable,
             verify_drops: parsed.verify_drops,
+            signing_key: None,
             max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
             max_staged_files: parsed.max_staged_files.unwrap_or(DEFAULT_MAX_STAGED_FILES),
             // Raised to max_staged when only that was given (the volume does it).

@@ -241,3 +241,20 @@ pub fn empty_image_with_bundle(bundle: &[u8], out: &Path) -> Digest {
     write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
     target.digest
 }
+
+/// go-containerregistry's empty image (`cosign-repo/empty-image`: its manifest and
+/// config) as an OCI-SIF with nothing attached, the target of the real bundle
+/// `cosign-repo/oci-attestation.sigstore.json`. Returns the image digest.
+pub fn empty_image_sif(out: &Path) -> Digest {
+    let dir = super::cosign_data("cosign-repo/empty-image");
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let target = Descriptor::of(media_type::DOCKER_MANIFEST, &manifest);
+    let mut blobs = MemBlobs::new();
+    blobs.insert(manifest);
+    blobs.insert(config);
+    let mut index = Index::empty();
+    index.append(target.clone(), None);
+    write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
+    target.digest
+}

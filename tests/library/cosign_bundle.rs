@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::cosign_sif::{empty_image_sif, layout_sif};
+use crate::common::cosign_sif::{
+    cosign_referrer_manifest, empty_image_sif, layout_sif, with_created,
+};
 use crate::common::{cosign_data, cosign_key, MemOci};
 use crate::cosign_keyless::{keyless_trust, BUNDLE, GITHUB};
 use sifmount::cosign::{
@@ -107,28 +109,6 @@ impl MemOci {
     fn blob_digests(&self) -> BTreeSet<String> {
         self.oci.blobs().map(|(d, _)| d.to_string()).collect()
     }
-}
-
-/// The referrer manifest with its creation time replaced by `created`, after checking
-/// that the time is RFC 3339 UTC to the second and within a minute of now.
-fn with_created(manifest: &[u8], created: &str) -> Vec<u8> {
-    let text = std::str::from_utf8(manifest).unwrap();
-    let key = "\"org.opencontainers.image.created\":\"";
-    let start = text
-        .find(key)
-        .expect("an org.opencontainers.image.created annotation")
-        + key.len();
-    let end = start + text[start..].find('"').unwrap();
-    let written = &text[start..end];
-    let t: jiff::Timestamp = written.parse().unwrap_or_else(|e| panic!("{written}: {e}"));
-    assert_eq!(t.to_string(), written, "RFC 3339 UTC, seconds precision");
-    assert_eq!(t.subsec_nanosecond(), 0);
-    let age = jiff::Timestamp::now().as_second() - t.as_second();
-    assert!(
-        (0..60).contains(&age),
-        "created {written} is {age} s from now"
-    );
-    format!("{}{created}{}", &text[..start], &text[end..]).into_bytes()
 }
 
 fn verdict(a: &Attachment, trust: &Trust) -> Verdict {
@@ -239,29 +219,20 @@ fn the_real_keyless_bundle_attaches_to_the_empty_image_and_verifies() {
     let name = bundle_ref_name(&target, &Digest::of(&bundle));
     let (_, manifest) = m.named(&name);
     let statement = statement_of(&bundle);
-    let predicate = statement["predicateType"].as_str().unwrap();
     let target_bytes = std::fs::read(cosign_data("cosign-repo/empty-image/manifest.json")).unwrap();
-    let expected = format!(
-        concat!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","#,
-            r#""config":{{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"{empty}","artifactType":"{bt}"}},"#,
-            r#""layers":[{{"mediaType":"{bt}","size":{n},"digest":"{bundle}"}}],"#,
-            r#""annotations":{{"dev.sigstore.bundle.content":"dsse-envelope","dev.sigstore.bundle.predicateType":"{predicate}","org.opencontainers.image.created":"{created}"}},"#,
-            r#""subject":{{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","size":{ts},"digest":"{target}"}},"#,
-            r#""artifactType":"{bt}"}}"#
+    let expected = cosign_referrer_manifest(
+        &bundle,
+        BUNDLE_V03_MEDIA_TYPE,
+        statement["predicateType"].as_str(),
+        &Descriptor::of(
+            "application/vnd.docker.distribution.manifest.v2+json",
+            &target_bytes,
         ),
-        empty = EMPTY_CONFIG,
-        bt = BUNDLE_V03_MEDIA_TYPE,
-        n = bundle.len(),
-        bundle = Digest::of(&bundle),
-        predicate = predicate,
-        created = SYNTH_CREATED,
-        ts = target_bytes.len(),
-        target = target,
+        SYNTH_CREATED,
     );
     crate::common::assert_bytes_eq(
         &with_created(&manifest, SYNTH_CREATED),
-        expected.as_bytes(),
+        &expected,
         "referrer manifest",
     );
     let d = discover(&m.oci);
@@ -369,6 +340,20 @@ fn a_message_signature_bundle_attaches_to_the_manifest_it_digests() {
     let bundle = message_signature_bundle(&manifest_bytes, "SHA2_256");
     assert_eq!(m.drop_bundle(&bundle), AttachOutcome::Attached);
     let (_, bytes) = m.named(&bundle_ref_name(&target, &Digest::of(&bundle)));
+    crate::common::assert_bytes_eq(
+        &with_created(&bytes, SYNTH_CREATED),
+        &cosign_referrer_manifest(
+            &bundle,
+            BUNDLE_V03_MEDIA_TYPE,
+            None,
+            &Descriptor::of(
+                "application/vnd.docker.distribution.manifest.v2+json",
+                &manifest_bytes,
+            ),
+            SYNTH_CREATED,
+        ),
+        "message-signature referrer",
+    );
     let manifest = Manifest::parse(&bytes).unwrap();
     let annotations = manifest.annotations.unwrap();
     assert_eq!(

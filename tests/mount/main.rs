@@ -13,6 +13,7 @@
 mod common;
 
 mod attach_mount;
+mod bundle_mount;
 mod concurrency_mount;
 mod cosign_mount;
 mod crash_mount;

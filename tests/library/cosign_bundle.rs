@@ -312,24 +312,113 @@ fn the_empty_config_stays_while_another_referrer_uses_it() {
     assert_eq!(m.oci.verify_blobs().unwrap(), vec![]);
 }
 
-/// A message-signature bundle made here: a fresh P-256 key signs the target manifest's
-/// bytes, so the message digest is the manifest's digest, as `cosign sign-blob --bundle`
-/// of the manifest would make it.
-fn message_signature_bundle(message: &[u8], algorithm: &str) -> Vec<u8> {
+/// A message-signature bundle made here: `key` signs `message` (ECDSA P-256, SHA-256) as
+/// `cosign sign-blob --bundle` of it would, the message digest being its sha256.
+fn signed_message_bundle(
+    key: &p256::ecdsa::SigningKey,
+    message: &[u8],
+    algorithm: &str,
+) -> (Vec<u8>, Vec<u8>) {
     use base64::Engine as _;
     use p256::ecdsa::signature::Signer as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let sig: p256::ecdsa::Signature = key.sign(message);
-    serde_json::to_vec(&serde_json::json!({
+    let der = sig.to_der().as_bytes().to_vec();
+    let bundle = serde_json::to_vec(&serde_json::json!({
         "mediaType": BUNDLE_V03_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": "test"}},
         "messageSignature": {
             "messageDigest": {"algorithm": algorithm, "digest": b64.encode(Digest::of(message).as_bytes())},
-            "signature": b64.encode(sig.to_der().as_bytes()),
+            "signature": b64.encode(&der),
         }
     }))
-    .unwrap()
+    .unwrap();
+    (bundle, der)
+}
+
+fn message_signature_bundle(message: &[u8], algorithm: &str) -> Vec<u8> {
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    signed_message_bundle(&key, message, algorithm).0
+}
+
+fn public_pem(key: &p256::ecdsa::SigningKey) -> String {
+    use p256::pkcs8::EncodePublicKey as _;
+    key.verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap()
+}
+
+/// What `openssl dgst -sha256 -verify` says of `signature` over `message`: a verdict on
+/// the same bytes by a verifier nobody here wrote.
+fn openssl_verifies(pem: &str, message: &[u8], signature: &[u8]) -> bool {
+    crate::common::mounted::require_tool("openssl", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let (k, m, s) = (
+        dir.path().join("key.pem"),
+        dir.path().join("message"),
+        dir.path().join("sig.der"),
+    );
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&m, message).unwrap();
+    std::fs::write(&s, signature).unwrap();
+    std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&k)
+        .arg("-signature")
+        .arg(&s)
+        .arg(&m)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// A message signature over the target manifest verifies with its key, as openssl
+/// says too; with another key, or over other bytes, neither verifies it.
+#[test]
+fn a_message_signature_bundle_verifies_over_the_target_digest() {
+    let m = MemOci::hello();
+    let target = digest("sha256:432f982638b3aefab73cc58ab28f5c16e96fdb504e8c134fc58dff4bae8bf338");
+    let manifest = m.oci.read_blob(&target).unwrap();
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let pem = public_pem(&key);
+    let trust = Trust::keys(vec![sifmount::cosign::PublicKey::from_pem(
+        pem.as_bytes(),
+        "test.pub",
+    )
+    .unwrap()]);
+    let (bundle, der) = signed_message_bundle(&key, &manifest, "SHA2_256");
+    let a = m.prepare_bundle(&bundle).unwrap();
+    assert_eq!(a.target, target);
+    assert!(openssl_verifies(&pem, &manifest, &der));
+    match verdict(&a, &trust) {
+        Verdict::Verified { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let other = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let wrong = Trust::keys(vec![sifmount::cosign::PublicKey::from_pem(
+        public_pem(&other).as_bytes(),
+        "other.pub",
+    )
+    .unwrap()]);
+    assert!(matches!(verdict(&a, &wrong), Verdict::Failed { .. }));
+    assert!(!openssl_verifies(&public_pem(&other), &manifest, &der));
+    // A signature of other bytes, put into a bundle that claims the target's digest.
+    let (_, stray) = signed_message_bundle(&key, b"other bytes", "SHA2_256");
+    let forged = String::from_utf8(bundle.clone())
+        .unwrap()
+        .replace(&base64_of(&der), &base64_of(&stray));
+    let a = m.prepare_bundle(forged.as_bytes()).unwrap();
+    assert!(!openssl_verifies(&pem, &manifest, &stray));
+    match verdict(&a, &trust) {
+        Verdict::Failed { reason } => assert!(reason.contains("does not verify"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[test]

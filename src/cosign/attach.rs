@@ -333,7 +333,7 @@ pub(super) fn quoted(s: &str) -> String {
     format!("\"{}\"", shown(s))
 }
 
-pub(super) fn json_kind(v: &Value) -> &'static str {
+fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -348,7 +348,8 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
 /// itself ([`attach`]) has nothing left to judge about the user's files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    /// [`EntryKind::Signature`] (`.sig`) or [`EntryKind::Attestation`] (`.att`).
+    /// [`EntryKind::Signature`] (`.sig`), [`EntryKind::Attestation`] (`.att`) or
+    /// [`EntryKind::Referrer`] (a sigstore bundle, written by `referrer.rs`).
     pub kind: EntryKind,
     /// The manifest or index the payload is about, which names the `_cosign:` image.
     pub target: Digest,

@@ -544,3 +544,70 @@ fn attach_rechecks_a_referrer_attachment() {
     assert!(e.contains("is not about"), "{e}");
     assert!(m.bytes() == before);
 }
+
+/// `rm -r` of a referrer the root index lists, under no name (as another tool may list
+/// one): removed with its blobs. One of two layers: refused, nothing changed.
+#[test]
+fn listed_referrers_are_removed_whole_and_only_with_one_layer() {
+    use sifmount::oci::{media_type, write_oci_sif_at_path, Index, MemBlobs};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listed.oci.sif");
+    let bundle = std::fs::read(cosign_data(BUNDLE)).unwrap();
+    let target = crate::common::cosign_sif::empty_image_with_bundle(&bundle, &path);
+    let mut m = MemOci::of_file(&path);
+    let entry = discover(&m.oci)
+        .entries
+        .into_iter()
+        .find(|e| e.kind == EntryKind::Referrer)
+        .expect("the listed referrer");
+    detach_referrer(&mut m.oci, &entry.manifest, &entry.layer.digest).unwrap();
+    let left: Vec<Digest> = m.root_entries().iter().map(|e| e.digest).collect();
+    assert_eq!(left, vec![target]);
+    let blobs = m.blob_digests();
+    assert!(!blobs.contains(&Digest::of(&bundle).to_string()));
+    assert!(!blobs.contains(EMPTY_CONFIG));
+    assert!(!blobs.contains(&entry.manifest.to_string()));
+
+    // Two bundles in one referrer.
+    let manifest = std::fs::read(cosign_data("cosign-repo/empty-image/manifest.json")).unwrap();
+    let config = std::fs::read(cosign_data("cosign-repo/empty-image/config.json")).unwrap();
+    let second = relabelled(
+        &synth_bundle(),
+        "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    );
+    let layer = |b: &[u8]| serde_json::json!({"mediaType": BUNDLE_V03_MEDIA_TYPE, "size": b.len(), "digest": Digest::of(b).to_string()});
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_EMPTY, "size": 2, "digest": EMPTY_CONFIG},
+        "layers": [layer(&bundle), layer(&second)],
+        "subject": {"mediaType": media_type::DOCKER_MANIFEST, "size": manifest.len(), "digest": target.to_string()},
+    }))
+    .unwrap();
+    let mut blobs = MemBlobs::new();
+    for b in [&manifest, &config, &bundle, &second, &referrer] {
+        blobs.insert(b.clone());
+    }
+    blobs.insert(b"{}".to_vec());
+    let mut index = Index::empty();
+    index.append(Descriptor::of(media_type::DOCKER_MANIFEST, &manifest), None);
+    index.append(
+        Descriptor::of(media_type::OCI_MANIFEST, &referrer),
+        Some("two-bundles"),
+    );
+    let path = dir.path().join("two.oci.sif");
+    write_oci_sif_at_path(&path, &index.to_go_json(), &blobs, 8).unwrap();
+    let mut m = MemOci::of_file(&path);
+    let before = m.bytes();
+    let entries: Vec<_> = discover(&m.oci)
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Referrer)
+        .collect();
+    assert_eq!(entries.len(), 2);
+    let e = detach_referrer(&mut m.oci, &entries[0].manifest, &entries[0].layer.digest)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 2 layers"), "{e}");
+    assert!(m.bytes() == before, "a refused removal changed the file");
+}

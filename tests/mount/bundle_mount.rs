@@ -95,6 +95,36 @@ fn a_real_keyless_bundle_attaches_verifies_and_goes_with_rm_r() {
     let before = read(&image);
     let bundle_path = cosign_data(BUNDLE);
     let bundle = read(&bundle_path);
+
+    // verify_drops with another identity: refused at close, nothing written.
+    let m = Mount::new(
+        &image,
+        Mode::Foreground,
+        &[
+            "--certificate-identity",
+            "someone@example.com",
+            "--certificate-oidc-issuer",
+            GITHUB,
+            "-o",
+            "verify_drops",
+        ],
+    );
+    let got = write_close(&m.path("cosign").join("att.sigstore.json"), &bundle);
+    assert_eq!(
+        got.map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM)),
+        "log:\n{}",
+        m.log_text()
+    );
+    let why = fs::read_to_string(m.path("cosign").join("att.sigstore.json.error")).unwrap();
+    assert!(
+        why.contains("the certificate's identity cody@soyland.com is not"),
+        "{why}"
+    );
+    m.unmount();
+    assert_bytes_eq(&read(&image), &before, "the image after a refused drop");
+
+    // With the identity that signed it (and verify_drops): attached.
     let m = Mount::new(
         &image,
         Mode::Foreground,
@@ -103,6 +133,8 @@ fn a_real_keyless_bundle_attaches_verifies_and_goes_with_rm_r() {
             "cody@soyland.com",
             "--certificate-oidc-issuer",
             GITHUB,
+            "-o",
+            "verify_drops",
         ],
     );
     let mp = m.mountpoint.to_str().unwrap().to_string();

@@ -7,7 +7,7 @@
 //! and writes them. Every input here was written by a user, so nothing is unwrapped and
 //! every check runs before the image is touched: an error leaves the file as it was.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -18,11 +18,12 @@ use serde_json::Value;
 
 use super::discover::{EntryKind, MAX_LAYERS};
 use super::dsse::{json_problem, shown, Envelope, IN_TOTO_PAYLOAD_TYPE};
+use super::referrer;
 use super::verify::{
     verify, Subject, Trust, Verdict, CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE,
 };
-use super::{is_cosign_ref, KIND_ANNOTATION, PREDICATE_TYPE_ANNOTATION};
+use super::{is_cosign_ref, is_tag_ref, KIND_ANNOTATION, PREDICATE_TYPE_ANNOTATION};
 use crate::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
 use crate::oci::{
     media_type, Descriptor, EntryStyle, Index, Manifest, MemBlobs, NoBlobs, OciError, OciSif,
@@ -37,7 +38,8 @@ const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 /// What an unknown payload should have been, for the error that rejects it.
 const EXPECTED_FORMATS: &str = "expected a cosign simple-signing payload (critical.image.\
     docker-manifest-digest and critical.type \"cosign container image signature\") or a DSSE \
-    envelope (payloadType \"application/vnd.in-toto+json\", payload, signatures)";
+    envelope (payloadType \"application/vnd.in-toto+json\", payload, signatures) or a sigstore \
+    bundle (mediaType application/vnd.dev.sigstore.bundle…)";
 
 /// cosign reads signatures with Go's `base64.StdEncoding`: padding is required, but the
 /// unused bits of the last character are not checked. Accepting less would store a
@@ -91,7 +93,7 @@ pub enum AttachError {
 }
 
 impl AttachError {
-    fn invalid(file: &str, problem: impl Into<String>) -> AttachError {
+    pub(super) fn invalid(file: &str, problem: impl Into<String>) -> AttachError {
         AttachError::Invalid {
             file: file.to_string(),
             problem: problem.into(),
@@ -338,7 +340,7 @@ impl<'de> Deserialize<'de> for StringMap {
 
 /// A user's string in a message: quoted, escaped and cut short, so that every error stays
 /// one readable line whatever the input.
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     format!("\"{}\"", shown(s))
 }
 
@@ -357,7 +359,8 @@ fn json_kind(v: &Value) -> &'static str {
 /// itself ([`attach`]) has nothing left to judge about the user's files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    /// [`EntryKind::Signature`] (`.sig`) or [`EntryKind::Attestation`] (`.att`).
+    /// [`EntryKind::Signature`] (`.sig`), [`EntryKind::Attestation`] (`.att`) or
+    /// [`EntryKind::Referrer`] (a sigstore bundle, written by `referrer.rs`).
     pub kind: EntryKind,
     /// The manifest or index the payload is about, which names the `_cosign:` image.
     pub target: Digest,
@@ -394,6 +397,8 @@ enum Format {
         /// As written in the statement, for the default `predicateType` annotation.
         predicate_type: Option<String>,
     },
+    /// A sigstore bundle: judged, and attached as a referrer, by `referrer.rs`.
+    Bundle,
 }
 
 /// Checks a drop against the image. `Ok(None)` means consistent so far but not complete
@@ -407,8 +412,12 @@ pub fn prepare(oci: &OciSif, drop: &DropFiles) -> Result<Option<Attachment>, Att
     };
     let targets = image_targets(oci)?;
     match classify(payload)? {
+        Format::Bundle => {
+            let companion = given.iter().next().map(|(k, g)| (k.as_str(), g.file));
+            referrer::prepare_bundle(payload, &targets, companion).map(Some)
+        }
         Format::SimpleSigning { target } => {
-            if !targets.contains(&target) {
+            if !targets.contains_key(&target) {
                 return Err(not_in_image(&target));
             }
             let annotations: BTreeMap<String, String> =
@@ -431,7 +440,7 @@ pub fn prepare(oci: &OciSif, drop: &DropFiles) -> Result<Option<Attachment>, Att
             subjects,
             predicate_type,
         } => {
-            let target = match subjects.iter().find(|s| targets.contains(s)) {
+            let target = match subjects.iter().find(|s| targets.contains_key(*s)) {
                 Some(t) => *t,
                 None => return Err(no_subject_in_image(&subjects)),
             };
@@ -464,14 +473,14 @@ fn attachment(
     }
 }
 
-fn not_in_image(target: &Digest) -> AttachError {
+pub(super) fn not_in_image(target: &Digest) -> AttachError {
     AttachError::invalid(
         "payload",
         format!("target {target} is not a manifest or index in this image"),
     )
 }
 
-fn no_subject_in_image(subjects: &[Digest]) -> AttachError {
+pub(super) fn no_subject_in_image(subjects: &[Digest]) -> AttachError {
     const LISTED: usize = 3;
     let mut list: Vec<String> = subjects
         .iter()
@@ -545,6 +554,9 @@ fn classify(payload: &[u8]) -> Result<Format, AttachError> {
             ),
         ));
     };
+    if referrer::looks_like_bundle(object) {
+        return Ok(Format::Bundle);
+    }
     if object.contains_key("payloadType")
         || (object.contains_key("payload") && object.contains_key("signatures"))
     {
@@ -647,21 +659,28 @@ fn is_cosign_image(entry: &Descriptor) -> bool {
 /// a cosign image, platform manifests of nested indexes included (cosign signs each with a
 /// top-level `.sig` of its own, docs/FORMAT.md, Cosign). A nested index that cannot be read
 /// only hides its own children, so one broken image does not block signing the others.
-fn image_targets(oci: &OciSif) -> Result<HashSet<Digest>, AttachError> {
+/// Each comes with the descriptor that first lists it (a referrer's `subject` is that).
+pub(super) fn image_targets(oci: &OciSif) -> Result<HashMap<Digest, Descriptor>, AttachError> {
     let index = oci.root_index()?;
-    let mut found = HashSet::new();
-    let mut todo: Vec<(Digest, String, usize)> = index
+    let mut found = HashMap::new();
+    let mut todo: Vec<(Descriptor, usize)> = index
         .entries()
         .iter()
         .filter(|e| !is_cosign_image(e))
-        .map(|e| (e.digest, e.media_type.clone(), 0))
+        .map(|e| (e.clone(), 0))
         .collect();
-    while let Some((digest, mt, depth)) = todo.pop() {
-        let is_index = media_type::is_index(&mt);
-        if !(is_index || media_type::is_manifest(&mt)) || oci.blob(&digest).is_none() {
+    todo.reverse();
+    while let Some((entry, depth)) = todo.pop() {
+        let (digest, mt) = (entry.digest, entry.media_type.as_str());
+        let is_index = media_type::is_index(mt);
+        if !(is_index || media_type::is_manifest(mt)) || oci.blob(&digest).is_none() {
             continue;
         }
-        if !found.insert(digest) || !is_index || depth >= MAX_INDEX_DEPTH {
+        if found.contains_key(&digest) {
+            continue;
+        }
+        found.insert(digest, entry);
+        if !is_index || depth >= MAX_INDEX_DEPTH {
             continue;
         }
         match oci
@@ -672,7 +691,8 @@ fn image_targets(oci: &OciSif) -> Result<HashSet<Digest>, AttachError> {
                 refs.manifests
                     .into_iter()
                     .flatten()
-                    .map(|m| (m.digest, m.media_type, depth + 1)),
+                    .rev()
+                    .map(|m| (m, depth + 1)),
             ),
             Err(e) => log::debug!("not looking for targets below index {digest}: {e}"),
         }
@@ -722,6 +742,9 @@ pub fn attach_with_style(
     a: &Attachment,
     style: EntryStyle,
 ) -> Result<AttachOutcome, AttachError> {
+    if a.kind == EntryKind::Referrer {
+        return referrer::attach_referrer(oci, a, style);
+    }
     let ref_name = check_attachment(oci, a)?;
     let index = oci.root_index()?;
     let (mut layers, types) = match named_image(oci, &index, &ref_name)? {
@@ -786,7 +809,7 @@ fn check_attachment(oci: &OciSif, a: &Attachment) -> Result<String, AttachError>
             ),
         ));
     }
-    if !image_targets(oci)?.contains(&a.target) {
+    if !image_targets(oci)?.contains_key(&a.target) {
         return Err(not_in_image(&a.target));
     }
     cosign_ref_name(a.kind, &a.target)
@@ -861,7 +884,7 @@ fn committed_layer(
     payload_digest: &Digest,
 ) -> Result<(Index, Manifest), AttachError> {
     let not_found = |what: String| AttachError::NotFound { what };
-    if !is_cosign_ref(ref_name) {
+    if !is_tag_ref(ref_name) {
         return Err(not_found(format!(
             "{} is not a _cosign:sha256-<hex>.sig|.att|.sbom name; only cosign images are \
              changed",

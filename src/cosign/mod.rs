@@ -9,6 +9,7 @@ mod dsse;
 mod error;
 mod private_key;
 mod public_key;
+mod referrer;
 mod sign;
 mod sigstore;
 mod verify;
@@ -24,6 +25,10 @@ pub use dsse::{
 };
 pub use error::{CosignError, Result};
 pub use private_key::{read_key_file, KeyError, SigningKey};
+pub use referrer::{
+    bundle_ref_name, detach_referrer, BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_ANNOTATION,
+    BUNDLE_V03_MEDIA_TYPE,
+};
 pub use sign::{
     attest, sign_payload, signature_attachment, singularity_payload, CREATOR_KEY, TIMESTAMP_KEY,
 };
@@ -54,16 +59,43 @@ pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
 /// The tags cosign gives the images it stores beside a target (docs/FORMAT.md, Tags and where they live).
 const SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
 
-/// Whether a root-index reference name is `_cosign:sha256-<64 hex>.sig|.att|.sbom`.
+/// Hex digits of the bundle's digest in the name of its referrer's root-index entry
+/// (docs/FORMAT.md, Cosign: referrers): 128 bits tell bundles apart, and the whole name
+/// stays within the 128 characters of a registry tag.
+const BUNDLE_NAME_HEX: usize = 32;
+
+/// Whether a root-index reference name is one of the `_cosign:` names: SingularityCE's
+/// `_cosign:sha256-<64 hex>.sig|.att|.sbom`, or sifmount's `_cosign:sha256-<64 hex>.bundle-<32
+/// hex>` for a sigstore bundle's referrer. Both are what SingularityCE skips when it looks
+/// for the image (its matcher skips every name starting `_cosign`), so neither is an image.
 pub fn is_cosign_ref(name: &str) -> bool {
+    is_tag_ref(name) || is_bundle_ref(name)
+}
+
+/// `_cosign:sha256-<64 hex>.sig|.att|.sbom`: a signature image SingularityCE and oci-tools
+/// look up by that name.
+pub(crate) fn is_tag_ref(name: &str) -> bool {
     let Some(rest) = name.strip_prefix("_cosign:sha256-") else {
         return false;
     };
-    SUFFIXES.iter().any(|s| {
-        rest.strip_suffix(s).is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
-    })
+    SUFFIXES
+        .iter()
+        .any(|s| rest.strip_suffix(s).is_some_and(|hex| is_hex(hex, 64)))
+}
+
+/// `_cosign:sha256-<64 hex>.bundle-<32 hex>`: the name sifmount gives a bundle's referrer.
+pub fn is_bundle_ref(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("_cosign:sha256-") else {
+        return false;
+    };
+    let Some((target, bundle)) = rest.split_once(".bundle-") else {
+        return false;
+    };
+    is_hex(target, 64) && is_hex(bundle, BUNDLE_NAME_HEX)
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
@@ -80,5 +112,19 @@ mod tests {
         assert!(!is_cosign_ref(&format!("_cosign:sha256-{}.sig", &hex[1..])));
         assert!(!is_cosign_ref(&format!("cosign:sha256-{hex}.sig")));
         assert!(!is_cosign_ref("latest"));
+        let bundle = &hex[..BUNDLE_NAME_HEX];
+        assert!(is_cosign_ref(&format!(
+            "_cosign:sha256-{hex}.bundle-{bundle}"
+        )));
+        assert!(is_bundle_ref(&format!(
+            "_cosign:sha256-{hex}.bundle-{bundle}"
+        )));
+        assert!(!is_tag_ref(&format!(
+            "_cosign:sha256-{hex}.bundle-{bundle}"
+        )));
+        assert!(!is_bundle_ref(&format!(
+            "_cosign:sha256-{hex}.bundle-{hex}"
+        )));
+        assert!(!is_bundle_ref(&format!("_cosign:sha256-{hex}.sig")));
     }
 }

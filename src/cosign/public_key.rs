@@ -167,6 +167,31 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Whether `signature` is this key's signature of a message whose SHA-256 is `digest`:
+    /// how a sigstore bundle's `messageSignature` is checked when only the digest is at
+    /// hand (ECDSA and RSA PKCS#1 v1.5 sign the digest). Pure Ed25519 signs the message
+    /// itself, which a digest cannot check, so it never verifies here.
+    pub fn verify_sha256_digest(&self, digest: &[u8; 32], signature: &[u8]) -> bool {
+        match &self.key {
+            KeyKind::P256(key) => p256::ecdsa::Signature::from_der(signature)
+                .or_else(|_| p256::ecdsa::Signature::from_slice(signature))
+                .is_ok_and(|sig| key.verify_prehash(digest, &sig).is_ok()),
+            KeyKind::P384(key) => p384::ecdsa::Signature::from_der(signature)
+                .or_else(|_| p384::ecdsa::Signature::from_slice(signature))
+                .is_ok_and(|sig| key.verify_prehash(digest, &sig).is_ok()),
+            KeyKind::Ed25519(_) => false,
+            KeyKind::Rsa(key) => rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify_prehash(digest, &sig).is_ok()),
+        }
+    }
+
+    /// Whether [`PublicKey::verify_sha256_digest`] can say yes at all.
+    pub fn signs_digests(&self) -> bool {
+        !matches!(self.key, KeyKind::Ed25519(_))
+    }
+}
+
 /// The first PEM block of `text`: its label and decoded body. Text before and after it
 /// is ignored, as Go's `pem.Decode` (which cosign uses) ignores it.
 pub(super) fn pem_block(text: &[u8]) -> std::result::Result<(String, Vec<u8>), String> {

@@ -339,10 +339,17 @@ fn check(subject: &Subject<'_>, trust: &Trust) -> Checked<Proof> {
             };
             match &bundle.content {
                 BundleContent::Dsse(envelope) => check_dsse(envelope, target, trust, signing),
-                BundleContent::MessageSignature { .. } => Err(
-                    "the bundle holds a message signature over a blob, not a statement about \
-                     an image: there is nothing to check against the target"
-                        .to_string(),
+                BundleContent::MessageSignature {
+                    digest_algorithm,
+                    digest,
+                    signature,
+                } => check_message_digest(
+                    digest_algorithm.as_deref(),
+                    digest,
+                    signature,
+                    target,
+                    trust,
+                    signing,
                 ),
             }
         }
@@ -540,6 +547,41 @@ fn check_dsse(
         }
     })?;
     Ok(proof)
+}
+
+/// A bundle's message signature about an image: the signed blob is the target's
+/// manifest or index (docs/FORMAT.md, Cosign: referrers), so its digest must be the
+/// target's, and the signature is checked over that digest.
+fn check_message_digest(
+    algorithm: Option<&str>,
+    digest: &[u8],
+    signature: &[u8],
+    target: &Digest,
+    trust: &Trust,
+    signing: Signing<'_>,
+) -> Checked<Proof> {
+    if algorithm != Some("SHA2_256") {
+        return Err(format!(
+            "the message signature's digest is {}, not SHA2_256: it cannot name the target",
+            algorithm.map_or("of no algorithm".to_string(), shown)
+        ));
+    }
+    if digest != target.as_bytes() {
+        return Err(format!(
+            "the message signature is over a blob other than the target {target}"
+        ));
+    }
+    signing
+        .check(trust, |k| {
+            k.verify_sha256_digest(target.as_bytes(), signature)
+        })
+        .map_err(|reason| {
+            if trust.keys.iter().any(|k| !k.signs_digests()) {
+                format!("{reason} (an Ed25519 key signs whole messages, not their digests)")
+            } else {
+                reason
+            }
+        })
 }
 
 #[cfg(test)]

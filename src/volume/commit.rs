@@ -280,20 +280,39 @@ impl State {
             return Err(TreeError::NoInode(0));
         };
         let shown = format!("cosign/{}", entry.name);
-        let Origin::Tag(ref_name) = &entry.origin else {
-            return Err(self.denied(dir, "only entries stored as _cosign: images can be removed"));
+        let (manifest, layer_index, digest) =
+            (entry.manifest, entry.layer_index, entry.layer.digest);
+        let ref_name = match &entry.origin {
+            Origin::Tag(ref_name) => Some(ref_name.clone()),
+            Origin::Referrer { listed: true } => None,
+            Origin::Referrer { listed: false } => {
+                return Err(self.denied(
+                    dir,
+                    "this referrer is not listed in the root index (cosign save leaves \
+                     referrers so), and only listed ones can be removed",
+                ))
+            }
+            Origin::SaveKind(_) => {
+                return Err(self.denied(
+                    dir,
+                    "only entries stored as _cosign: images or listed referrers can be removed",
+                ))
+            }
         };
-        let (ref_name, layer_index, digest) =
-            (ref_name.clone(), entry.layer_index, entry.layer.digest);
         self.check_unchanged()?;
         let writer = self.writer.as_mut().ok_or(TreeError::ReadOnly)?;
-        if let Err(e) = cosign::detach(writer, &ref_name, layer_index, &digest) {
+        let removed = match &ref_name {
+            Some(ref_name) => cosign::detach(writer, ref_name, layer_index, &digest),
+            None => cosign::detach_referrer(writer, &manifest, &digest),
+        };
+        if let Err(e) = removed {
             self.reopen_writer();
             return Err({
                 let message = format!("{shown}: {e}");
                 TreeError::of_attach(e, message)
             });
         }
+        let ref_name = ref_name.unwrap_or_else(|| format!("referrer {manifest}"));
         log::info!("{shown}: removed ({ref_name} layer {layer_index})");
         self.staging.hidden.remove(&id);
         self.staging.copies.remove(&id);

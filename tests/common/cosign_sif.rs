@@ -241,3 +241,88 @@ pub fn empty_image_with_bundle(bundle: &[u8], out: &Path) -> Digest {
     write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
     target.digest
 }
+
+/// go-containerregistry's empty image (`cosign-repo/empty-image`: its manifest and
+/// config) as an OCI-SIF with nothing attached, the target of the real bundle
+/// `cosign-repo/oci-attestation.sigstore.json`. Returns the image digest.
+pub fn empty_image_sif(out: &Path) -> Digest {
+    let dir = super::cosign_data("cosign-repo/empty-image");
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let target = Descriptor::of(media_type::DOCKER_MANIFEST, &manifest);
+    let mut blobs = MemBlobs::new();
+    blobs.insert(manifest);
+    blobs.insert(config);
+    let mut index = Index::empty();
+    index.append(target.clone(), None);
+    write_oci_sif_at_path(out, &index.to_go_json(), &blobs, 8).unwrap();
+    target.digest
+}
+
+/// The referrer manifest cosign 3 writes for `bundle` about `subject`, spelled out from
+/// COSIGN.md §6.1 (compact JSON, that field order), with creation time `created`.
+/// `predicate_type` is the statement's, `None` for a message signature (whose referrer
+/// has no such annotation).
+pub fn cosign_referrer_manifest(
+    bundle: &[u8],
+    layer_media_type: &str,
+    predicate_type: Option<&str>,
+    subject: &Descriptor,
+    created: &str,
+) -> Vec<u8> {
+    let v3 = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let empty = Digest::of(b"{}");
+    let (content, predicate) = match predicate_type {
+        Some(p) => (
+            "dsse-envelope",
+            format!(r#","dev.sigstore.bundle.predicateType":"{p}""#),
+        ),
+        None => ("message-signature", String::new()),
+    };
+    format!(
+        concat!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","#,
+            r#""config":{{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"{empty}","artifactType":"{v3}"}},"#,
+            r#""layers":[{{"mediaType":"{lt}","size":{n},"digest":"{bundle}"}}],"#,
+            r#""annotations":{{"dev.sigstore.bundle.content":"{content}"{predicate},"org.opencontainers.image.created":"{created}"}},"#,
+            r#""subject":{{"mediaType":"{st}","size":{ss},"digest":"{sd}"}},"#,
+            r#""artifactType":"{v3}"}}"#
+        ),
+        empty = empty,
+        v3 = v3,
+        lt = layer_media_type,
+        n = bundle.len(),
+        bundle = Digest::of(bundle),
+        content = content,
+        predicate = predicate,
+        created = created,
+        st = subject.media_type,
+        ss = subject.size,
+        sd = subject.digest,
+    )
+    .into_bytes()
+}
+
+/// A referrer manifest sifmount wrote, with its `org.opencontainers.image.created` replaced
+/// by `created`, after checking that the time is RFC 3339 UTC to the second and within a
+/// few minutes before now.
+pub fn with_created(manifest: &[u8], created: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(manifest).unwrap();
+    let key = "\"org.opencontainers.image.created\":\"";
+    let start = text
+        .find(key)
+        .expect("an org.opencontainers.image.created annotation")
+        + key.len();
+    let end = start + text[start..].find('"').unwrap();
+    let written = &text[start..end];
+    let t: jiff::Timestamp = written
+        .parse()
+        .unwrap_or_else(|e| panic!("created {written}: {e}"));
+    assert_eq!(t.to_string(), written, "RFC 3339 UTC, to the second");
+    let age = jiff::Timestamp::now().as_second() - t.as_second();
+    assert!(
+        (0..300).contains(&age),
+        "created {written} is {age} s before now"
+    );
+    format!("{}{created}{}", &text[..start], &text[end..]).into_bytes()
+}

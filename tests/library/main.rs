@@ -16,6 +16,7 @@ mod common;
 mod broken_images;
 mod content_trust;
 mod cosign_attach;
+mod cosign_bundle;
 mod cosign_images;
 mod cosign_keyless;
 mod cosign_keys;

@@ -13,6 +13,7 @@
 mod common;
 
 mod attach_mount;
+mod bundle_mount;
 mod concurrency_mount;
 mod copy_mount;
 mod cosign_mount;

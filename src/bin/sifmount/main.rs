@@ -37,7 +37,7 @@ use trust::TrustArgs;
 #[derive(Debug, Parser)]
 #[command(name = "sifmount", version, arg_required_else_help = true)]
 #[command(
-    override_usage = "sifmount [-f] [-d] [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
+    override_usage = "sifmount [-f] [-d] [--key KEY | --certificate-identity ID --certificate-oidc-issuer URL] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
                             sifmount -u MOUNTPOINT\n       \
                             sifmount [-d] --inspect IMAGE\n       \
                             sifmount [-d] --verify IMAGE [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [--image NAME|DIGEST] [--output json]\n       \

@@ -148,7 +148,7 @@ fn main() -> ExitCode {
     let result = if cli.trust.any() && cli.verify.is_none() && cli.sign.is_none() && !mounting {
         Err(Fatal::usage(
             "--key, the certificate options, --trusted-root and --insecure-ignore-tlog \
-             apply to a mount and to --verify only",
+             apply to a mount and to --verify only (and --key to --sign)",
         ))
     } else if cli.select_image.is_some() && cli.verify.is_none() && cli.sign.is_none() {
         Err(Fatal::usage("--image applies to --verify and --sign only"))

@@ -65,8 +65,13 @@ pub fn sign(request: Request<'_>, out: &mut dyn Write) -> Result<(), Fatal> {
     let annotations = parse_annotations(request.annotations)?;
     // As a read-write mount does (src/volume/mod.rs): lock, open for writing (finishing
     // an interrupted update), then read what is there, so nothing writes beside us.
-    let _lock = WriterLock::acquire(image).map_err(|e| failure(&e))?;
+    let lock = WriterLock::acquire(image).map_err(|e| failure(&e))?;
     let mut oci = OciSif::open(image, OpenMode::ReadWrite).map_err(|e| failure(&e))?;
+    if oci.sif().storage().identity() != Some(lock.identity()) {
+        return Err(Fatal::failure(format!(
+            "{shown}: replaced by another file while it was being opened; try again"
+        )));
+    }
     let (tree, report) =
         Tree::open_with(image, &TreeOptions::default()).map_err(|e| failure(&e))?;
     for w in &report.warnings {

@@ -10,4 +10,5 @@ mod common;
 
 mod cli;
 mod cli_mount;
+mod cli_sign;
 mod cli_verify;

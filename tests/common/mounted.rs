@@ -263,6 +263,12 @@ impl Mount {
     }
 
     pub fn new(image: &Path, mode: Mode, extra: &[&str]) -> Mount {
+        Mount::with_env(image, mode, extra, &[])
+    }
+
+    /// As [`Mount::new`], with these variables in sifmount's environment (a key's
+    /// `COSIGN_PASSWORD`: setting it in the test process would race with other tests).
+    pub fn with_env(image: &Path, mode: Mode, extra: &[&str], env: &[(&str, &str)]) -> Mount {
         require_fuse();
         let dir = tempfile::Builder::new()
             .prefix("sifmount-test-")
@@ -278,6 +284,7 @@ impl Mount {
             cmd.arg("-f");
         }
         cmd.args(extra);
+        cmd.envs(env.iter().copied());
         if is_shared_fixture(image) {
             // Tests never write the shared test data (parallel tests would contend for the
             // writer's lock, and one could change a fixture): read-only unless asked.

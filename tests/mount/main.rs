@@ -21,4 +21,5 @@ mod crash_mount;
 mod journal_mount;
 mod mount_real;
 mod security_mount;
+mod sign_mount;
 mod verify_mount;

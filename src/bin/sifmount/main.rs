@@ -6,8 +6,10 @@ mod checks;
 mod daemon;
 mod fatal;
 mod inspect;
+mod keys;
 mod logging;
 mod options;
+mod sign;
 mod signatures;
 mod trust;
 mod unmount;
@@ -35,10 +37,11 @@ use trust::TrustArgs;
 #[derive(Debug, Parser)]
 #[command(name = "sifmount", version, arg_required_else_help = true)]
 #[command(
-    override_usage = "sifmount [-f] [-d] [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
+    override_usage = "sifmount [-f] [-d] [--key KEY | --certificate-identity ID --certificate-oidc-issuer URL] [-o OPT[,OPT...]]... IMAGE MOUNTPOINT\n       \
                             sifmount -u MOUNTPOINT\n       \
                             sifmount [-d] --inspect IMAGE\n       \
                             sifmount [-d] --verify IMAGE [--key PUB | --certificate-identity ID --certificate-oidc-issuer URL] [--image NAME|DIGEST] [--output json]\n       \
+                            sifmount [-d] --sign IMAGE --key KEY [-a KEY=VALUE]... [--image NAME|DIGEST] [--recursive]\n       \
                             sifmount [-d] --recover IMAGE"
 )]
 #[command(
@@ -54,6 +57,8 @@ use trust::TrustArgs;
                         noexec, suid, dev, exec, noatime, atime, sync, async, dirsync; \
                         default_permissions is always on; defaults, auto, noauto, user, \
                         users, nouser, _netdev, nofail, x-*, comment=* are ignored.\n\n\
+                        --sign takes the password of an encrypted key from \
+                        COSIGN_PASSWORD (empty allowed), else asks on the terminal.\n\n\
                         Logs go to stderr with -f, to syslog (ident sifmount, facility \
                         daemon) when daemonized. See sifmount(1)."
 )]
@@ -68,8 +73,29 @@ struct Cli {
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image", "unmount"])]
     verify: Option<PathBuf>,
 
-    /// With --verify: check only this image (its name under /images, or its digest).
-    #[arg(long = "image", value_name = "NAME|DIGEST", requires = "verify")]
+    /// Sign the image with the private key --key (cosign's encrypted .key or PKCS#8), as
+    /// `singularity sign --cosign --key` does: one signature per target, attached under
+    /// /cosign; one line per signature made.
+    #[arg(long, value_name = "IMAGE",
+          conflicts_with_all = ["inspect", "verify", "recover", "image", "unmount"])]
+    sign: Option<PathBuf>,
+
+    /// With --sign: add KEY=VALUE to the payload's `optional` (as cosign's -a); repeatable.
+    #[arg(
+        short = 'a',
+        long = "annotation",
+        value_name = "KEY=VALUE",
+        requires = "sign"
+    )]
+    annotations: Vec<String>,
+
+    /// With --sign: also sign each manifest of the image's index (cosign sign --recursive).
+    #[arg(long, requires = "sign")]
+    recursive: bool,
+
+    /// With --verify: check only this image; with --sign: sign this image (its name under
+    /// /images, or its digest).
+    #[arg(long = "image", value_name = "NAME|DIGEST")]
     select_image: Option<String>,
 
     /// With --verify: print what verified as JSON on standard output, as `cosign verify
@@ -119,11 +145,15 @@ fn main() -> ExitCode {
     let foreground = cli.foreground || cli.debug;
     logging::init(cli.debug, mounting && foreground);
 
-    let result = if cli.trust.any() && cli.verify.is_none() && !mounting {
+    let result = if cli.trust.any() && cli.verify.is_none() && cli.sign.is_none() && !mounting {
         Err(Fatal::usage(
             "--key, the certificate options, --trusted-root and --insecure-ignore-tlog \
-             apply to a mount and to --verify only",
+             apply to a mount and to --verify only (and --key to --sign)",
         ))
+    } else if cli.select_image.is_some() && cli.verify.is_none() && cli.sign.is_none() {
+        Err(Fatal::usage("--image applies to --verify and --sign only"))
+    } else if let Some(image) = &cli.sign {
+        sign(image, &cli)
     } else if let Some(image) = &cli.inspect {
         inspect::inspect(image, &mut Stdout).map_err(|e| Fatal::failure(e.to_string()))
     } else if let Some(image) = &cli.verify {
@@ -182,6 +212,9 @@ fn mount(
     } else {
         Default::default()
     };
+    // A private key given with --key also signs requests in /cosign/sign/ (the man page,
+    // SIGNING); its public half is among the trust's keys already.
+    let signing_key = trust_args.signing_key()?;
     let mountpoint = checks::mountpoint(mountpoint)?;
     let writable = !parsed.read_only
         && match why_read_only(image) {
@@ -200,7 +233,7 @@ fn mount(
             },
             writable,
             verify_drops: parsed.verify_drops,
-            signing_key: None,
+            signing_key,
             max_staged_size: parsed.max_staged.unwrap_or(DEFAULT_MAX_STAGED_SIZE),
             max_staged_files: parsed.max_staged_files.unwrap_or(DEFAULT_MAX_STAGED_FILES),
             // Raised to max_staged when only that was given (the volume does it).
@@ -277,6 +310,54 @@ fn verify(image: &Path, cli: &Cli) -> Result<ExitCode, Fatal> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--sign IMAGE`: exactly one `--key`, a private key, and nothing else of the trust
+/// options; the key (and its password) is read before the image is touched.
+fn sign(image: &Path, cli: &Cli) -> Result<ExitCode, Fatal> {
+    let t = &cli.trust;
+    let key_path = match t.keys.as_slice() {
+        [one] => one,
+        [] => {
+            return Err(Fatal::usage(
+                "--sign needs --key KEY, the private key to sign with",
+            ))
+        }
+        _ => return Err(Fatal::usage("--sign signs with one --key")),
+    };
+    if t.certificate_identity.is_some()
+        || t.certificate_identity_regexp.is_some()
+        || t.certificate_oidc_issuer.is_some()
+        || t.certificate_oidc_issuer_regexp.is_some()
+        || t.trusted_root.is_some()
+        || t.insecure_ignore_tlog
+    {
+        return Err(Fatal::usage(
+            "--sign signs with a key: the certificate options, --trusted-root and \
+             --insecure-ignore-tlog are for verifying",
+        ));
+    }
+    // Usage errors before the password is asked for.
+    sign::parse_annotations(&cli.annotations)?;
+    if !keys::is_private_key_file(key_path) {
+        // The loader says what the file is instead (missing, a public key, not PEM).
+        keys::load_signing_key(key_path)?;
+    }
+    let Some(key) = t.signing_key()? else {
+        return Err(Fatal::failure(format!(
+            "{}: not a private key",
+            key_path.display()
+        )));
+    };
+    let request = sign::Request {
+        image,
+        key: &key,
+        annotations: &cli.annotations,
+        select: cli.select_image.as_deref(),
+        recursive: cli.recursive,
+    };
+    sign::sign(request, &mut Stdout)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--recover IMAGE`: says what was found and done, one line.

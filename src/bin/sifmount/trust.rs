@@ -1,19 +1,24 @@
 //! The options that say whom to trust (the man page, VERIFYING), with cosign's names, and
 //! turning them into a [`Trust`] before anything is mounted or read.
 
+use std::cell::OnceCell;
 use std::path::PathBuf;
 
 use clap::Args;
-use sifmount::cosign::{Identity, Matcher, PublicKey, Trust, TrustRoot};
+use std::sync::Arc;
+
+use sifmount::cosign::{Identity, Matcher, PublicKey, SigningKey, Trust, TrustRoot};
 
 use crate::fatal::Fatal;
+use crate::keys::{is_private_key_file, load_signing_key};
 
 #[derive(Debug, Default, Args)]
 pub struct TrustArgs {
     /// Verify cosign entries with this PEM public key (ECDSA P-256/P-384, Ed25519 or RSA,
-    /// as `cosign generate-key-pair` writes it); repeatable. Each entry under /cosign then
-    /// has a `verified` file.
-    #[arg(long = "key", value_name = "PUB")]
+    /// as `cosign generate-key-pair` writes it), or with the public half of a private key
+    /// (cosign's encrypted .key, or PKCS#8); repeatable. Each entry under /cosign then has
+    /// a `verified` file. With --sign: the private key to sign with.
+    #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<PathBuf>,
 
     /// Keyless entries verify when their Fulcio certificate was issued to this identity
@@ -52,6 +57,11 @@ pub struct TrustArgs {
     /// signature then needs another proof of when it was made, and fails without one.
     #[arg(long)]
     pub insecure_ignore_tlog: bool,
+
+    /// The private keys among `keys`, with their paths, once loaded (each asks for its
+    /// password at most once).
+    #[arg(skip)]
+    private: OnceCell<Vec<(PathBuf, Arc<SigningKey>)>>,
 }
 
 impl TrustArgs {
@@ -69,12 +79,15 @@ impl TrustArgs {
     /// The trust these options give. Every file is read and every pattern compiled here,
     /// so a mistake is reported before anything is mounted or read.
     pub fn load(&self) -> Result<Trust, Fatal> {
+        let private = self.private_keys()?;
         let keys = self
             .keys
             .iter()
-            .map(|p| PublicKey::load(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Fatal::failure(e.to_string()))?;
+            .map(|p| match private.iter().find(|(q, _)| q == p) {
+                Some((_, key)) => Ok(key.public_key()),
+                None => PublicKey::load(p).map_err(|e| Fatal::failure(e.to_string())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let subject = matcher(
             &self.certificate_identity,
             &self.certificate_identity_regexp,
@@ -125,6 +138,28 @@ impl TrustArgs {
             root,
             ignore_tlog: self.insecure_ignore_tlog,
         })
+    }
+}
+
+impl TrustArgs {
+    /// The first private key given with `--key`, if any, loaded (and decrypted: its
+    /// password is asked for here, or taken from COSIGN_PASSWORD) so that a mount can sign
+    /// with it later. Its public half also verifies, as [`TrustArgs::load`] uses it.
+    pub fn signing_key(&self) -> Result<Option<Arc<SigningKey>>, Fatal> {
+        Ok(self.private_keys()?.first().map(|(_, key)| Arc::clone(key)))
+    }
+
+    fn private_keys(&self) -> Result<&[(PathBuf, Arc<SigningKey>)], Fatal> {
+        if let Some(loaded) = self.private.get() {
+            return Ok(loaded);
+        }
+        let mut loaded = Vec::new();
+        for path in self.keys.iter().filter(|p| is_private_key_file(p)) {
+            if !loaded.iter().any(|(q, _)| q == path) {
+                loaded.push((path.clone(), Arc::new(load_signing_key(path)?)));
+            }
+        }
+        Ok(self.private.get_or_init(|| loaded))
     }
 }
 

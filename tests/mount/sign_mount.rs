@@ -221,6 +221,21 @@ fn payloads_and_statements_copied_into_sign_are_signed_and_attested() {
         error.contains("cosign/sign/nothing") && error.contains("no image is named"),
         "{error}"
     );
+
+    // The signing directory is the mount's own: no directories in it, and it stays.
+    let made = fs::create_dir(cosign.join("sign").join("subdir"));
+    assert_eq!(
+        made.map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM)),
+        "mkdir in sign/"
+    );
+    let removed = fs::remove_dir(cosign.join("sign"));
+    assert_eq!(
+        removed.map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM)),
+        "rmdir of sign/"
+    );
+    assert!(cosign.join("sign").is_dir());
 }
 
 #[test]

@@ -105,6 +105,7 @@ use std::sync::Arc;
 
 use super::digest::Hasher;
 use super::error::{Result, SifError};
+use super::header::{Header, HEADER_SIZE};
 use super::image::{OpenMode, SifImage};
 use super::journal_file::{FileJournal, UntrustedJournal};
 use super::journal_record::{decode, Decoded, Op, Record};
@@ -133,9 +134,14 @@ pub enum RecoveryOutcome {
 }
 
 /// Turns what a transaction made of the image into a plan (see the module
-/// documentation), reading the old bytes it needs from `base`. `anchor_end` is where
-/// the old header and descriptor table end.
-fn plan(map: &Map, base: &dyn Storage, base_len: u64, anchor_end: u64) -> io::Result<Record> {
+/// documentation), reading the old bytes it needs from `base`. `anchored` are the old
+/// header's and descriptor table's ranges (sorted, disjoint).
+fn plan(
+    map: &Map,
+    base: &dyn Storage,
+    base_len: u64,
+    anchored: &[(u64, u64)],
+) -> io::Result<Record> {
     struct Move {
         src: u64,
         dst: u64,
@@ -219,8 +225,12 @@ fn plan(map: &Map, base: &dyn Storage, base_len: u64, anchor_end: u64) -> io::Re
     ops.extend(rest);
 
     let merged = changed_ranges(&ops, base_len);
-    let anchor_end = anchor_end.min(base_len);
-    let anchor = anchor_hash(base, anchor_end, &merged)?;
+    let anchored: Vec<(u64, u64)> = anchored
+        .iter()
+        .map(|&(a, b)| (a.min(base_len), b.min(base_len)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let anchor = anchor_hash(base, &anchored, &merged)?;
     let total: u64 = merged.iter().map(|(a, b)| b - a).sum();
     let undo = if total > MAX_UNDO {
         log::info!(
@@ -241,11 +251,32 @@ fn plan(map: &Map, base: &dyn Storage, base_len: u64, anchor_end: u64) -> io::Re
         image: base.identity(),
         old_len: base_len,
         new_len: map.len,
-        anchor_end,
+        anchored,
         anchor,
         ops,
         undo,
     })
+}
+
+/// The old header's and descriptor table's ranges, sorted and disjoint: what an anchor
+/// covers. One range when the table follows the header, as upstream writes it; two once
+/// a growth has moved the table after the objects.
+fn anchored_ranges(header: &Header) -> Vec<(u64, u64)> {
+    let head = (0, HEADER_SIZE as u64);
+    let start = header.descriptors_offset.max(0) as u64;
+    let table = (
+        start,
+        start.saturating_add(header.descriptors_size.max(0) as u64),
+    );
+    let mut ranges = vec![head];
+    if table.0 < table.1 {
+        if table.0 <= head.1 {
+            ranges[0] = (0, head.1.max(table.1));
+        } else {
+            ranges.push(table);
+        }
+    }
+    ranges
 }
 
 /// The ranges inside the old length that a plan overwrites or truncates, sorted and
@@ -271,11 +302,17 @@ fn changed_ranges(ops: &[Op], old_len: u64) -> Vec<(u64, u64)> {
     merged
 }
 
-/// The SHA-256 of the bytes before `end` outside `changed` (sorted, merged), in order.
-fn anchor_hash(s: &dyn Storage, end: u64, changed: &[(u64, u64)]) -> io::Result<[u8; 32]> {
+/// The SHA-256 of the bytes of `anchored` (sorted, disjoint) outside `changed` (sorted,
+/// merged), in order. Only the header and the table are read, wherever the table is: a
+/// table grown after the last object (grow.rs) must not make every later update hash
+/// the objects before it.
+fn anchor_hash(
+    s: &dyn Storage,
+    anchored: &[(u64, u64)],
+    changed: &[(u64, u64)],
+) -> io::Result<[u8; 32]> {
     let mut h = Hasher::default();
     let mut buf = Vec::new();
-    let mut at = 0u64;
     let mut feed = |from: u64, to: u64, h: &mut Hasher| -> io::Result<()> {
         let mut pos = from;
         while pos < to {
@@ -287,15 +324,23 @@ fn anchor_hash(s: &dyn Storage, end: u64, changed: &[(u64, u64)]) -> io::Result<
         }
         Ok(())
     };
-    for &(a, b) in changed {
-        if a >= end {
-            break;
+    for &(lo, hi) in anchored {
+        let mut at = lo;
+        for &(a, b) in changed {
+            if b <= at {
+                continue;
+            }
+            if a >= hi {
+                break;
+            }
+            if a > at {
+                feed(at, a, &mut h)?;
+            }
+            at = at.max(b);
         }
-        feed(at, a, &mut h)?;
-        at = at.max(b);
-    }
-    if at < end {
-        feed(at, end, &mut h)?;
+        if at < hi {
+            feed(at, hi, &mut h)?;
+        }
     }
     Ok(*h.finish().as_bytes())
 }
@@ -320,7 +365,7 @@ fn foreign_to(s: &dyn Storage, rec: &Record) -> io::Result<Option<String>> {
     let rewritten = "the image's header and descriptor table are neither those the update \
                      started from nor anything it could have made of them: the file was \
                      rewritten after the update was interrupted";
-    match anchor_hash(s, rec.anchor_end, &changed_ranges(&rec.ops, rec.old_len)) {
+    match anchor_hash(s, &rec.anchored, &changed_ranges(&rec.ops, rec.old_len)) {
         Ok(sum) if sum == rec.anchor => Ok(None),
         Ok(_) => Ok(Some(rewritten.to_string())),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(rewritten.to_string())),
@@ -643,7 +688,7 @@ impl SifImage {
         self.storage = Box::new(overlay.clone());
         self.journal.overlay = Some(overlay);
         let (header, slots) = (self.header.clone(), self.slots.clone());
-        let old_table_end = (header.descriptors_offset + header.descriptors_size).max(0) as u64;
+        let anchored = anchored_ranges(&header);
 
         let result = f(self);
 
@@ -665,7 +710,7 @@ impl SifImage {
                 return Err(e);
             }
         };
-        if let Err(e) = self.commit(&map, base_len, old_table_end) {
+        if let Err(e) = self.commit(&map, base_len, &anchored) {
             (self.header, self.slots) = (header, slots);
             return Err(e.into());
         }
@@ -687,9 +732,9 @@ impl SifImage {
     }
 
     /// Journals, applies and syncs what a transaction made of the image.
-    fn commit(&mut self, map: &Map, base_len: u64, old_table_end: u64) -> Result<()> {
+    fn commit(&mut self, map: &Map, base_len: u64, anchored: &[(u64, u64)]) -> Result<()> {
         let base = self.storage.as_ref();
-        let rec = plan(map, base, base_len, old_table_end)
+        let rec = plan(map, base, base_len, anchored)
             .map_err(|e| SifError::io("cannot read the bytes an update replaces", e))?;
         if rec.is_noop() {
             return Ok(());

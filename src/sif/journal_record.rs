@@ -5,11 +5,14 @@
 //!
 //! # Record format
 //!
-//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 2);
+//! All integers little-endian: the 16 bytes `sifmount-journal`; format version (u32, 3;
+//! version 2, still read, has one anchor end (u64) where version 3 has the ranges, and
+//! covers `0..end`);
 //! flags (u32, bit 0: undo data present, bit 1: the file is named); the device and inode
 //! of the image file (u64 each, zero when not named); old and new image length (u64
-//! each); the anchor's end (u64) and the anchor (32 bytes; what it covers, and why, is
-//! `journal.rs`, "Which file a journal is of"); the number of steps (u64), then each step
+//! each); the anchored ranges, as their number (u64) and each one's start and end (u64
+//! each), then the anchor (32 bytes; what it covers, and why, is `journal.rs`, "Which
+//! file a journal is of"); the number of steps (u64), then each step
 //! as a tag byte and its fields: 1 `Write` (offset, length, bytes), 2 `Zero` (offset,
 //! length), 3 `SetLen` (length), 4 `Copy` (source, destination, length, 32-byte SHA-256
 //! of the source bytes); the number of undo ranges (u64), each as offset, length, bytes;
@@ -19,7 +22,12 @@ use super::digest::Hasher;
 use super::storage::FileIdentity;
 
 const MAGIC: &[u8; 16] = b"sifmount-journal";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The previous format, whose anchor covers `0..end`: an update interrupted under an
+/// older sifmount is still completed.
+const VERSION_ONE_ANCHOR: u32 = 2;
+/// More anchored ranges than any header describes: the record is damaged.
+const MAX_ANCHORED: u64 = 16;
 const FLAG_UNDO: u32 = 1;
 /// The record names the file it belongs to (its device and inode).
 const FLAG_IDENTITY: u32 = 2;
@@ -65,10 +73,10 @@ pub(super) struct Record {
     pub(super) image: Option<FileIdentity>,
     pub(super) old_len: u64,
     pub(super) new_len: u64,
-    /// Where the old header and descriptor table end: [`Record::anchor`] covers the bytes
-    /// before this offset.
-    pub(super) anchor_end: u64,
-    /// The SHA-256 of the bytes before `anchor_end` that the plan does not change, in
+    /// The old header's and descriptor table's ranges, sorted and disjoint:
+    /// [`Record::anchor`] covers their bytes.
+    pub(super) anchored: Vec<(u64, u64)>,
+    /// The SHA-256 of the bytes of `anchored` that the plan does not change, in
     /// order: the same before the update, after it, and at every point in between, so
     /// a file that still hashes to it is the one the update started from, however far
     /// the update got.
@@ -100,7 +108,11 @@ impl Record {
         put(&mut out, image.ino);
         put(&mut out, self.old_len);
         put(&mut out, self.new_len);
-        put(&mut out, self.anchor_end);
+        put(&mut out, self.anchored.len() as u64);
+        for &(a, b) in &self.anchored {
+            put(&mut out, a);
+            put(&mut out, b);
+        }
         out.extend_from_slice(&self.anchor);
         put(&mut out, self.ops.len() as u64);
         for op in &self.ops {
@@ -175,25 +187,44 @@ pub(super) fn decode(bytes: &[u8]) -> Decoded {
         Some(m) if m == MAGIC => {}
         _ => return invalid("not a sifmount journal"),
     }
-    match c.u32() {
-        Some(VERSION) => {}
+    let version = match c.u32() {
+        Some(v @ (VERSION | VERSION_ONE_ANCHOR)) => v,
         Some(v) => return Decoded::Unsupported(v),
         None => return invalid("truncated"),
-    }
-    match decode_body(&mut c) {
+    };
+    match decode_body(&mut c, version) {
         Some(r) if c.pos == body.len() => Decoded::Valid(r),
         Some(_) => invalid("trailing bytes"),
         None => invalid("malformed record"),
     }
 }
 
-fn decode_body(c: &mut Cursor<'_>) -> Option<Record> {
+fn decode_body(c: &mut Cursor<'_>, version: u32) -> Option<Record> {
     let flags = c.u32()?;
     let (dev, ino) = (c.u64()?, c.u64()?);
     let image = (flags & FLAG_IDENTITY != 0).then_some(FileIdentity { dev, ino });
     let old_len = c.u64()?;
     let new_len = c.u64()?;
-    let anchor_end = c.u64()?;
+    let anchored = if version == VERSION_ONE_ANCHOR {
+        vec![(0, c.u64()?)]
+    } else {
+        let n = c.u64()?;
+        if n > MAX_ANCHORED {
+            return None;
+        }
+        let mut ranges = Vec::new();
+        let mut last_end = 0;
+        for _ in 0..n {
+            let (a, b) = (c.u64()?, c.u64()?);
+            // Sorted and disjoint, as they were written.
+            if a > b || a < last_end {
+                return None;
+            }
+            last_end = b;
+            ranges.push((a, b));
+        }
+        ranges
+    };
     let anchor: [u8; 32] = c.take(32)?.try_into().ok()?;
     let n_ops = c.u64()?;
     let mut ops = Vec::new();
@@ -247,7 +278,7 @@ fn decode_body(c: &mut Cursor<'_>) -> Option<Record> {
         image,
         old_len,
         new_len,
-        anchor_end,
+        anchored,
         anchor,
         ops,
         undo,
@@ -297,7 +328,7 @@ mod tests {
             image: Some(FileIdentity { dev: 8, ino: 1234 }),
             old_len: 100,
             new_len: 120,
-            anchor_end: 64,
+            anchored: vec![(0, 64), (90, 100)],
             anchor: [9; 32],
             ops: vec![
                 Op::Copy {
@@ -353,5 +384,33 @@ mod tests {
         let sum = sha256(&body);
         body.extend_from_slice(&sum);
         assert!(matches!(decode(&body), Decoded::Invalid(_)));
+    }
+
+    /// A record an older sifmount wrote (format 2: one anchor end) still decodes, with
+    /// its anchor covering everything before that end.
+    #[test]
+    fn format_2_records_are_still_read() {
+        let mut rec = sample();
+        rec.anchored = vec![(0, 64)];
+        let v3 = rec.encode();
+        // Format 2 is format 3 with the count and the first start left out.
+        let head = 16 + 4 + 4 + 16 + 16;
+        let mut v2 = v3[..head].to_vec();
+        v2[16..20].copy_from_slice(&VERSION_ONE_ANCHOR.to_le_bytes());
+        v2.extend_from_slice(&64u64.to_le_bytes());
+        v2.extend_from_slice(&v3[head + 24..v3.len() - 32]);
+        let sum = sha256(&v2);
+        v2.extend_from_slice(&sum);
+        match decode(&v2) {
+            Decoded::Valid(r) => assert_eq!(r, rec),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn anchored_ranges_out_of_order_are_refused() {
+        let mut rec = sample();
+        rec.anchored = vec![(90, 100), (0, 64)];
+        assert!(matches!(decode(&rec.encode()), Decoded::Invalid(_)));
     }
 }

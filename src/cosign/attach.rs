@@ -16,12 +16,12 @@ use base64::{DecodeError, Engine as _};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
+pub use super::attachment::Attachment;
 use super::discover::{EntryKind, MAX_LAYERS};
 use super::dsse::{json_problem, shown, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::referrer;
 use super::verify::{
-    verify, Subject, Trust, Verdict, CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
+    CERTIFICATE_ANNOTATION, DSSE_MEDIA_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
 };
 use super::{is_cosign_ref, is_tag_ref, KIND_ANNOTATION, PREDICATE_TYPE_ANNOTATION};
 use crate::oci::layered_image::{config_for_layers, manifest_for_layers, MediaTypes};
@@ -352,38 +352,6 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// A validated layer ready to be written: what [`prepare`] concluded, so that the commit
-/// itself ([`attach`]) has nothing left to judge about the user's files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attachment {
-    /// [`EntryKind::Signature`] (`.sig`), [`EntryKind::Attestation`] (`.att`) or
-    /// [`EntryKind::Referrer`] (a sigstore bundle, written by `referrer.rs`).
-    pub kind: EntryKind,
-    /// The manifest or index the payload is about, which names the `_cosign:` image.
-    pub target: Digest,
-    /// Media type, size and digest of the payload, and the layer annotations.
-    pub layer: Descriptor,
-    pub payload: Vec<u8>,
-}
-
-impl Attachment {
-    /// Whether the entry this would make verifies under `trust`.
-    pub fn verdict(&self, trust: &Trust) -> Verdict {
-        let annotations = self.layer.annotations.clone().unwrap_or_default();
-        verify(
-            &Subject {
-                kind: self.kind,
-                media_type: &self.layer.media_type,
-                payload: &self.payload,
-                recorded_digest: &self.layer.digest,
-                annotations: &annotations,
-                target: &self.target,
-            },
-            trust,
-        )
     }
 }
 
@@ -796,19 +764,7 @@ fn check_attachment(oci: &OciSif, a: &Attachment) -> Result<String, AttachError>
             ),
         ));
     }
-    let digest = Digest::of(&a.payload);
-    if a.layer.digest != digest || a.layer.size != a.payload.len() as i64 {
-        return Err(AttachError::invalid(
-            "payload",
-            format!(
-                "the layer descriptor says {} bytes with digest {}, but the payload is {} bytes \
-                 with digest {digest}",
-                a.layer.size,
-                a.layer.digest,
-                a.payload.len()
-            ),
-        ));
-    }
+    a.check_layer_bytes("payload")?;
     if !image_targets(oci)?.contains_key(&a.target) {
         return Err(not_in_image(&a.target));
     }

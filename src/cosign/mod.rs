@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod attach;
+mod attachment;
 mod discover;
 mod dsse;
 mod error;

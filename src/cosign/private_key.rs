@@ -270,7 +270,7 @@ impl SigningKey {
     }
 }
 
-/// Reads at most [`MAX_KEY_FILE`] bytes, kept in memory that is wiped when dropped.
+/// Reads at most `MAX_KEY_FILE` bytes, kept in memory that is wiped when dropped.
 pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let name = path.display().to_string();
     let read = |source| KeyError::Read {

@@ -252,19 +252,7 @@ pub(super) fn attach_referrer(
 
 /// An [`Attachment`] has public fields: what the commit relies on is checked again.
 fn check_referrer(a: &Attachment) -> Result<Summary, AttachError> {
-    let digest = Digest::of(&a.payload);
-    if a.layer.digest != digest || a.layer.size != a.payload.len() as i64 {
-        return Err(AttachError::invalid(
-            "payload",
-            format!(
-                "the layer descriptor says {} bytes with digest {}, but the bundle is {} bytes \
-                 with digest {digest}",
-                a.layer.size,
-                a.layer.digest,
-                a.payload.len()
-            ),
-        ));
-    }
+    a.check_layer_bytes("bundle")?;
     let summary = summarize(&a.payload)?;
     if a.layer.media_type != summary.media_type {
         return Err(invalid(format!(

@@ -615,3 +615,30 @@ pub fn is_shared_fixture(image: &Path) -> bool {
         _ => false,
     }
 }
+
+/// A file's bytes; fails naming the file.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The names in a directory, sorted (lossily decoded); fails naming the directory.
+pub fn ls(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Asserts that a command succeeded, showing what it printed and the mount's log.
+pub fn assert_ok(out: &Output, what: &str, m: &Mount) {
+    assert!(
+        out.success(),
+        "{what}: {} (stdout: {}; stderr: {}); mount log:\n{}",
+        out.status,
+        out.stdout,
+        out.stderr,
+        m.log_text()
+    );
+}

@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::mounted::{cp, run_tool, Mode, Mount, Output};
+use crate::common::mounted::{assert_ok, cp, ls, read, run_tool, Mode, Mount};
 use crate::common::{self, assert_bytes_eq, cosign_data, images, mounted, upstream};
 use sifmount::cosign::{attach, discover, prepare, AttachOutcome, DropFiles, Entry, EntryKind};
 use sifmount::oci::{Index, LayoutDir, OciSif};
@@ -41,10 +41,6 @@ const HELLO_ATT_PAYLOAD: &str = "51a5ebe9c08828b74e4c6b65c2398591df2288eacbe411b
 // Files, commands, errnos
 // ---------------------------------------------------------------------------------------
 
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
 fn write(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
@@ -52,16 +48,6 @@ fn write(path: &Path, bytes: &[u8]) {
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
-/// The names in a directory, sorted.
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn readlink(path: &Path) -> String {
@@ -84,18 +70,6 @@ fn mount_with(image: &Path, extra: &[&str]) -> Mount {
 
 fn mount(image: &Path) -> Mount {
     mount_with(image, &[])
-}
-
-/// Asserts that a command succeeded, showing what it printed and the mount's log.
-fn assert_ok(out: &Output, what: &str, m: &Mount) {
-    assert!(
-        out.success(),
-        "{what}: {} (stdout: {}; stderr: {}); mount log:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        m.log_text()
-    );
 }
 
 fn errno_name(errno: i32) -> String {

@@ -15,7 +15,7 @@ use std::process::Command;
 use crate::common::cosign_sif::{
     cosign_referrer_manifest, empty_image_sif, layout_sif, with_created,
 };
-use crate::common::mounted::{self, cp, run_tool, write_close, Mode, Mount};
+use crate::common::mounted::{self, assert_ok, cp, ls, read, run_tool, write_close, Mode, Mount};
 use crate::common::{assert_bytes_eq, cosign_data};
 use sifmount::oci::{BlobSource, Descriptor, Index, LayoutDir, OciSif, REF_NAME};
 use sifmount::sif::OpenMode;
@@ -28,19 +28,6 @@ const SYNTH_BUNDLE: &str =
     "sha256:8e6954b1fa340c6e20730710edc847a8718088833cf619213c1a3a7f7b07e407";
 const HELLO_LAYOUT: &str = "ocitools-hello-world-cosign-manifest";
 const SOME_TIME: &str = "2025-01-01T00:00:00Z";
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
 
 /// The one `ref-…` entry in `/cosign`.
 fn referrer_entry(m: &Mount) -> String {
@@ -57,17 +44,6 @@ fn referrer_entry(m: &Mount) -> String {
 fn skopeo(args: &[&str]) -> mounted::Output {
     mounted::require_tool("skopeo", "skopeo");
     mounted::run(Command::new("skopeo").args(args), mounted::TOOL_TIMEOUT)
-}
-
-fn assert_ok(out: &mounted::Output, what: &str, m: &Mount) {
-    assert!(
-        out.success(),
-        "{what}: {} (stdout: {}; stderr: {}); mount log:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        m.log_text()
-    );
 }
 
 /// The synth layout's key-signed bundle, as a file `name` in `dir`.

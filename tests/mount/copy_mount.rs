@@ -11,32 +11,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::common::mounted::{cp, run_tool, Mode, Mount, Output};
+use crate::common::mounted::{assert_ok, cp, ls, read, run_tool, Mode, Mount};
 use crate::common::{self, assert_bytes_eq, upstream};
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn assert_ok(out: &Output, what: &str, m: &Mount) {
-    assert!(
-        out.success(),
-        "{what}: {} (stdout: {}; stderr: {}); mount log:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        m.log_text()
-    );
-}
 
 /// A writable copy of SingularityCE's image with two signatures, mounted, with its first
 /// signature removed: what it lists as `sig-…-1` is then upstream's second signature,

@@ -14,34 +14,10 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::mounted::{cp, run_tool, sifmount_bin, Mode, Mount, Output};
+use crate::common::mounted::{assert_ok, cp, ls, read, run_tool, sifmount_bin, Mode, Mount};
 use crate::common::{self, assert_bytes_eq, cosign_data, upstream};
 
 const UNSIGNED: &str = "generated/squashfs-image.oci.sif";
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn assert_ok(out: &Output, what: &str, m: &Mount) {
-    assert!(
-        out.success(),
-        "{what}: {} (stdout: {}; stderr: {}); mount log:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr,
-        m.log_text()
-    );
-}
 
 /// A writable copy of the unsigned upstream image, mounted with the synth key.
 fn signing_mount(dir: &Path) -> (Mount, std::path::PathBuf) {

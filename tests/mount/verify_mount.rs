@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::mounted::{Mode, Mount};
+use crate::common::mounted::{ls, Mode, Mount};
 use crate::common::{cosign_data, cosign_sif, upstream};
 
 const GITHUB: &str = "https://github.com/login/oauth";
@@ -15,15 +15,6 @@ fn mount(image: &Path, args: &[&str]) -> Mount {
     let mut all = vec!["-o", "ro"];
     all.extend_from_slice(args);
     Mount::new(image, Mode::Foreground, &all)
-}
-
-fn ls(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -89,6 +89,9 @@ struct Listed {
     verified: Option<bool>,
     /// The entry's `verified` file, one line; `None` when the mount does not verify.
     verdict: Option<String>,
+    /// Whether it can sign its target ([`vouches`]): what the status line counts.
+    #[serde(skip)]
+    signs: bool,
 }
 
 impl Target {
@@ -230,6 +233,7 @@ fn listed_entry(entry: &Entry, verdict: Option<&Verdict>) -> Listed {
         manifest: entry.manifest,
         verified: verdict.map(Verdict::is_verified),
         verdict: verdict.map(|v| one_line(&v.to_file_text())),
+        signs: vouches(entry),
     }
 }
 
@@ -316,8 +320,8 @@ fn target_text(out: &mut String, t: &Target) {
 
 /// Whether the target is signed and verified, as `/images/NAME/signed` says it.
 fn status(t: &Target) -> String {
-    let all = t.signatures.len() + t.attestations.len() + t.sboms.len() + t.referrers.len();
     if !t.signed {
+        let all = t.signatures.len() + t.attestations.len() + t.sboms.len() + t.referrers.len();
         let why = if t.holds_entries {
             "this image holds signatures: its layers are entries in /cosign"
         } else if all == 0 {
@@ -327,17 +331,22 @@ fn status(t: &Target) -> String {
         };
         return format!("signed: no ({why})");
     }
-    let listed = [&t.signatures, &t.attestations, &t.sboms, &t.referrers];
-    let ok = listed
-        .iter()
-        .flat_map(|l| l.iter())
-        .filter(|e| e.verified == Some(true))
-        .count();
+    let signing = || {
+        [&t.signatures, &t.attestations, &t.sboms, &t.referrers]
+            .into_iter()
+            .flatten()
+            .filter(|e| e.signs)
+    };
+    let (ok, n) = (
+        signing().filter(|e| e.verified == Some(true)).count(),
+        signing().count(),
+    );
+    let listed = count(n, "signing entry listed", "signing entries listed");
     match t.verified {
         None => "signed: yes; verified: not checked (no --key or certificate identity given)"
             .to_string(),
-        Some(true) => format!("signed: yes; verified: yes ({ok} of {all} listed entries)"),
-        Some(false) => format!("signed: yes; verified: no (none of {all} listed entries)"),
+        Some(true) => format!("signed: yes; verified: yes ({ok} of {listed})"),
+        Some(false) => format!("signed: yes; verified: no (none of {listed})"),
     }
 }
 
@@ -354,5 +363,80 @@ fn layers_text<'a>(out: &mut String, layers: impl ExactSizeIterator<Item = &'a L
             "   {branch} 🍒 {} {}{verdict}\n",
             l.digest, l.entry
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, signs: bool, verified: Option<bool>) -> Listed {
+        Listed {
+            entry: name.to_string(),
+            digest: Digest::of(name.as_bytes()),
+            media_type: "application/octet-stream".to_string(),
+            manifest: Digest::of(b"manifest"),
+            verified,
+            verdict: verified.map(|ok| if ok { "ok: yes" } else { "failed: no" }.to_string()),
+            signs,
+        }
+    }
+
+    fn target() -> Target {
+        let digest = Digest::of(b"image");
+        Target::new(Some("x".into()), Some("images/x".into()), digest, false)
+    }
+
+    #[test]
+    fn an_sbom_alone_does_not_sign_and_is_not_counted() {
+        let mut t = target();
+        t.sboms.push(listed("sbom-1", false, None));
+        assert_eq!(
+            status(&t),
+            "signed: no (no signature, attestation or sigstore bundle)"
+        );
+        t.signed = true;
+        t.verified = Some(true);
+        t.signatures.push(listed("sig-1", true, Some(true)));
+        t.sboms[0].verified = Some(false);
+        assert_eq!(
+            status(&t),
+            "signed: yes; verified: yes (1 of 1 signing entry listed)"
+        );
+    }
+
+    #[test]
+    fn layers_are_drawn_as_cosign_does_with_entry_names_and_verdicts() {
+        let mut t = target();
+        t.signed = true;
+        t.verified = Some(false);
+        t.signatures.push(listed("sig-1", true, Some(false)));
+        t.signatures.push(listed("sig-2", true, Some(false)));
+        let mut out = String::new();
+        target_text(&mut out, &t);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        assert!(lines[0].starts_with(
+            "📦 Supply Chain Security Related artifacts for an image: images/x@sha256:"
+        ));
+        assert_eq!(
+            lines[1],
+            "└── signed: yes; verified: no (none of 2 signing entries listed)"
+        );
+        assert!(lines[2].starts_with("└── 🔐 Signatures for an image tag: images/x:sha256-"));
+        assert!(lines[2].ends_with(".sig"));
+        assert_eq!(
+            lines[3],
+            format!("   ├── 🍒 {} sig-1 ❌ failed: no", Digest::of(b"sig-1"))
+        );
+        assert_eq!(
+            lines[4],
+            format!("   └── 🍒 {} sig-2 ❌ failed: no", Digest::of(b"sig-2"))
+        );
+    }
+
+    #[test]
+    fn verdicts_are_one_line() {
+        assert_eq!(one_line("failed: a\nb\r\n"), "failed: a b");
     }
 }

@@ -252,7 +252,7 @@ fn with_the_right_key_every_entry_is_verified_and_with_another_none() {
         );
     }
     assert!(
-        text.contains("signed: yes; verified: yes (2 of 2 listed entries)"),
+        text.contains("signed: yes; verified: yes (2 of 2 signing entries listed)"),
         "{text}"
     );
     assert_eq!(text.matches(" ✅ ok: verified with").count(), 2, "{text}");
@@ -269,7 +269,7 @@ fn with_the_right_key_every_entry_is_verified_and_with_another_none() {
         );
     }
     assert!(
-        text.contains("signed: yes; verified: no (none of 2 listed entries)"),
+        text.contains("signed: yes; verified: no (none of 2 signing entries listed)"),
         "{text}"
     );
     assert_eq!(text.matches(" ❌ failed: ").count(), 2, "{text}");

@@ -54,7 +54,7 @@ fn cat_shows_the_signatures_verified_and_the_json_names_entries_to_cd_to() {
         "{text}"
     );
     assert!(
-        text.contains("signed: yes; verified: yes (2 of 2 listed entries)"),
+        text.contains("signed: yes; verified: yes (2 of 2 signing entries listed)"),
         "{text}"
     );
     let entries = ls(&m.path("cosign"));

@@ -50,6 +50,7 @@ impl Builder<'_> {
             self.cosign_entries.push((dir, entry));
         }
         self.image_signed_files();
+        self.summary_files(cosign_dir);
     }
 
     /// `/images/<name>/signed` (the man page, THE TREE): whether the image is signed and,
@@ -268,7 +269,7 @@ const VERIFIED_PER_THREAD: usize = 8;
 
 /// Whether an entry can vouch for its target: signatures, attestations and sigstore
 /// bundles; an SBOM or another referrer carries no signature.
-fn vouches(entry: &Entry) -> bool {
+pub(super) fn vouches(entry: &Entry) -> bool {
     match entry.kind {
         EntryKind::Signature | EntryKind::Attestation => true,
         EntryKind::Sbom => false,

@@ -14,6 +14,7 @@ mod error;
 mod inodes;
 mod names;
 mod sif_json;
+mod summary;
 mod verified;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::sif::SifImage;
 pub use build::BuildReport;
 pub use error::{Because, TreeError};
 pub use inodes::InodeTable;
+pub use summary::{MAX_SUMMARY_ENTRIES, MAX_SUMMARY_TARGETS, SUMMARY_JSON, SUMMARY_TEXT};
 
 /// What a tree shows beyond the image itself.
 #[derive(Default)]
@@ -328,6 +330,16 @@ impl Tree {
     /// `/cosign`, when the image is an OCI-SIF.
     pub fn cosign_dir(&self) -> Option<Ino> {
         self.cosign_dir
+    }
+
+    /// `SUMMARY` or `summary.json` when `ino` is that file of `/cosign`: files sifmount
+    /// writes, which a read-write mount refuses to change (the man page, THE SUMMARY).
+    pub fn summary_name(&self, ino: Ino) -> Option<&'static str> {
+        let dir = self.cosign_dir?;
+        [SUMMARY_TEXT, SUMMARY_JSON].into_iter().find(|name| {
+            self.lookup(dir, name.as_bytes())
+                .is_ok_and(|a| a.ino == ino)
+        })
     }
 
     /// Every `/cosign/<entry>/` directory inode with the entry it shows.

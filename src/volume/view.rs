@@ -462,6 +462,20 @@ impl State {
         format!("inode {ino}")
     }
 
+    /// The refusal of a change to `/cosign/SUMMARY` or `/cosign/summary.json`: EPERM,
+    /// as for the error files, since sifmount writes them from the entries (the man page,
+    /// THE SUMMARY); `None` for any other inode.
+    pub(super) fn summary_refusal(&self, ino: Ino) -> Option<TreeError> {
+        let name = self.tree.summary_name(ino)?;
+        Some(TreeError::Denied(
+            format!(
+                "cosign/{name}: sifmount writes the summary from the entries; it is not a drop \
+                 and cannot be changed or removed"
+            )
+            .into(),
+        ))
+    }
+
     pub(super) fn denied(&self, ino: Ino, reason: &str) -> TreeError {
         TreeError::Denied(format!("{}: {reason}", self.path_of(ino)).into())
     }

@@ -71,6 +71,9 @@ impl Volume {
             }
             Node::Tree => {
                 st.tree.check_file(ino)?;
+                if let Some(refused) = st.summary_refusal(ino) {
+                    return Err(refused);
+                }
                 let Some(&(entry, role)) = st.entry_files.get(&ino) else {
                     return Err(TreeError::ReadOnly);
                 };
@@ -326,7 +329,7 @@ impl Volume {
                         st.staging.hidden.entry(entry).or_default().insert(name);
                         Ok(())
                     }
-                    None => Err(TreeError::ReadOnly),
+                    None => Err(st.summary_refusal(child).unwrap_or(TreeError::ReadOnly)),
                 }
             }
         }
@@ -427,7 +430,7 @@ impl Volume {
                     || st.tree.cosign_entry(ino).is_some()
                     || st.entry_files.contains_key(&ino);
                 if !in_cosign {
-                    return Err(TreeError::ReadOnly);
+                    return Err(st.summary_refusal(ino).unwrap_or(TreeError::ReadOnly));
                 }
                 if let Some(size) = size {
                     if size != st.tree.attr(ino)?.size {

@@ -15,22 +15,28 @@ pub fn resolve(v: &Volume, path: &str) -> Result<Ino, TreeError> {
     Ok(ino)
 }
 
-/// The names listed in the volume's directory `path`, which must exist.
+/// The names listed in the volume's directory `path`, which must exist; for `/cosign`,
+/// without the summary files every listing of it has ([`crate::common::without_summary`]).
 pub fn names(v: &Volume, path: &str) -> Vec<String> {
     let dir = resolve(v, path).unwrap();
-    v.entries(dir)
+    let all = v
+        .entries(dir)
         .unwrap()
         .into_iter()
         .map(|e| e.name)
-        .collect()
+        .collect();
+    crate::common::without_summary(path, all)
 }
 
-/// The names listed in the tree's directory `path`, which must exist.
+/// The names listed in the tree's directory `path`, which must exist; for `/cosign`,
+/// without the summary files.
 pub fn tree_names(tree: &Tree, path: &str) -> Vec<String> {
     let ino = tree.resolve(path).unwrap().ino;
-    tree.entries(ino)
+    let all = tree
+        .entries(ino)
         .unwrap()
         .iter()
         .map(|e| e.name.clone())
-        .collect()
+        .collect();
+    crate::common::without_summary(path, all)
 }

@@ -28,6 +28,23 @@ pub fn testdata() -> PathBuf {
     dir
 }
 
+/// `names` listed in directory `path` of a mount or tree, without `/cosign`'s summary
+/// files when `path` is `/cosign` (its last component is `cosign`). Tests about the
+/// entries compare listings with the entries they expect; the summary files are in every
+/// listing of an OCI-SIF's `/cosign`, and tests/library/cosign_summary.rs and
+/// tests/mount/summary_mount.rs check them by name, and that the listing has them.
+pub fn without_summary(path: impl AsRef<Path>, names: Vec<String>) -> Vec<String> {
+    let path = path.as_ref();
+    let is_cosign = path.file_name().is_some_and(|n| n == "cosign");
+    if !is_cosign {
+        return names;
+    }
+    names
+        .into_iter()
+        .filter(|n| n != sifmount::tree::SUMMARY_TEXT && n != sifmount::tree::SUMMARY_JSON)
+        .collect()
+}
+
 /// A file under `testdata/upstream/`.
 pub fn upstream(rel: &str) -> PathBuf {
     testdata().join("upstream").join(rel)

@@ -621,14 +621,15 @@ pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-/// The names in a directory, sorted (lossily decoded); fails naming the directory.
+/// The names in a directory, sorted (lossily decoded), without the summary files of
+/// `/cosign` ([`super::without_summary`]); fails naming the directory.
 pub fn ls(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    names
+    super::without_summary(dir, names)
 }
 
 /// Asserts that a command succeeded, showing what it printed and the mount's log.

@@ -42,7 +42,9 @@ use sifmount::sif::{
     DataType, Descriptor, Digest, Extra, Header, OpenMode, SifImage, DESCRIPTOR_SIZE, GROUP_MASK,
     MAGIC,
 };
-use sifmount::tree::{BuildReport, Ino, Kind, TreeError, ROOT};
+use sifmount::tree::{
+    BuildReport, Ino, Kind, TreeError, MAX_SUMMARY_ENTRIES, MAX_SUMMARY_TARGETS, ROOT,
+};
 use sifmount::volume::{Volume, VolumeOptions};
 
 // ---------------------------------------------------------------------------------------
@@ -399,17 +401,17 @@ fn resolve(v: &Volume, path: &str) -> Option<Ino> {
 }
 
 fn count(v: &Volume, path: &str) -> usize {
-    resolve(v, path)
-        .and_then(|d| v.entries(d).ok())
-        .map_or(0, |e| e.len())
+    names(v, path).len()
 }
 
-/// The names in directory `path`; none when it is missing or no directory.
+/// The names in directory `path`; none when it is missing or no directory. `/cosign`'s
+/// summary files are left out ([`common::without_summary`]).
 fn names(v: &Volume, path: &str) -> Vec<String> {
-    resolve(v, path)
+    let all = resolve(v, path)
         .and_then(|d| v.entries(d).ok())
         .map(|e| e.into_iter().map(|e| e.name).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    common::without_summary(path, all)
 }
 
 fn read_all(v: &Volume, path: &str) -> Vec<u8> {
@@ -1210,6 +1212,11 @@ fn cases() -> Vec<Case> {
             Mounts(|v, r, _| {
                 assert_eq!(count(v, "images"), 20_000);
                 assert!(warned(r, "not valid JSON"), "{r:?}");
+                let json: Value =
+                    serde_json::from_slice(&read_all(v, "cosign/summary.json")).unwrap();
+                let listed = json["images"].as_array().unwrap().len();
+                assert_eq!(listed, MAX_SUMMARY_TARGETS);
+                assert_eq!(json["omitted_targets"], 20_000 - MAX_SUMMARY_TARGETS);
             }),
         ),
         // --- names --------------------------------------------------------------------
@@ -1594,6 +1601,20 @@ fn cases() -> Vec<Case> {
                     resolve(v, &format!("cosign/{}/statement.json", entries[19_999])).unwrap();
                 assert_eq!(first, last, "one statement file for one payload");
                 assert_eq!(v.attr(first).unwrap().size, (3 << 20) + 3);
+                // The summary lists the first MAX_SUMMARY_ENTRIES and counts the rest.
+                let json: Value =
+                    serde_json::from_slice(&read_all(v, "cosign/summary.json")).unwrap();
+                assert_eq!(json["entries"], 20_000);
+                assert_eq!(json["omitted_entries"], 20_000 - MAX_SUMMARY_ENTRIES);
+                let listed = json["images"][0]["attestations"].as_array().unwrap().len();
+                assert_eq!(listed, MAX_SUMMARY_ENTRIES);
+                let text = String::from_utf8(read_all(v, "cosign/SUMMARY")).unwrap();
+                assert!(text.len() < 4 << 20, "{} bytes", text.len());
+                let last = text.lines().last().unwrap();
+                assert!(
+                    last.starts_with(&format!("... and {} entries", 20_000 - MAX_SUMMARY_ENTRIES)),
+                    "{last}"
+                );
             }),
         ),
         case(

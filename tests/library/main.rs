@@ -22,6 +22,7 @@ mod cosign_keyless;
 mod cosign_keys;
 mod cosign_oracle;
 mod cosign_sign;
+mod cosign_summary;
 mod cosign_tree;
 mod cosign_verify;
 mod crash_safety;

@@ -1296,7 +1296,7 @@ fn visible_names(dir: &Path) -> std::io::Result<Vec<String>> {
         }
     }
     names.sort();
-    Ok(names)
+    Ok(common::without_summary(dir, names))
 }
 
 /// What is wrong with a mount's view of the final image (`None`: nothing).

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::common::mounted::{Mode, Mount};
+use crate::common::mounted::{ls, Mode, Mount};
 use crate::common::{self, cosign_data, cosign_sif, mounted, upstream};
 use sifmount::oci::{media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, Sources};
 
@@ -28,11 +28,7 @@ fn real_fixture_through_the_mount_equals_the_layout_and_verifies() {
     let m = mount_with_key(&image, "keys/singularity-cosign.pub");
     let mp = &m.mountpoint;
     let layout = cosign_data("ocitools-hello-world-cosign-manifest/blobs/sha256");
-    let mut entries: Vec<String> = fs::read_dir(mp.join("cosign"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    entries.sort();
+    let entries = ls(&mp.join("cosign"));
     assert_eq!(entries, ["att-432f982638b3a-1", "sig-432f982638b3a-1"]);
     let sig = mp.join("cosign/sig-432f982638b3a-1");
     assert_eq!(
@@ -71,8 +67,8 @@ fn a_wrong_key_says_why_each_entry_fails() {
     let image = upstream("generated/hello-world-cosign-manifest-list.oci.sif");
     let m = mount_with_key(&image, "keys/synth-cosign.pub");
     let mut count = 0;
-    for e in fs::read_dir(m.mountpoint.join("cosign")).unwrap() {
-        let v = fs::read_to_string(e.unwrap().path().join("verified")).unwrap();
+    for e in ls(&m.mountpoint.join("cosign")) {
+        let v = fs::read_to_string(m.mountpoint.join("cosign").join(e).join("verified")).unwrap();
         assert!(
             v.starts_with("failed: ")
                 && v.contains("does not verify")

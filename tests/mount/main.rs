@@ -22,4 +22,5 @@ mod journal_mount;
 mod mount_real;
 mod security_mount;
 mod sign_mount;
+mod summary_mount;
 mod verify_mount;

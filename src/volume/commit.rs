@@ -55,9 +55,9 @@ impl State {
         }
     }
 
-    /// What the refusal of `group` says: the path of the file the problem is in when the
-    /// error names one of the group's files by its role (a bad payload refused at the close
-    /// of its `.sig`), else the path of the file just closed (`shown`).
+    /// What the refusal of `group` says: it begins with the path of the file the problem is
+    /// in when the error names one of the group's files by its role (a bad payload refused
+    /// at the close of its `.sig`), else with the path of the file just closed (`shown`).
     fn refusal_text(&self, group: &Group, shown: &str, e: &AttachError) -> String {
         if let AttachError::Invalid { file, problem } = e {
             let culprit = self
@@ -70,7 +70,14 @@ impl State {
                 .map(|(&ino, _)| ino)
                 .min();
             if let Some(ino) = culprit {
-                return format!("{}: {problem}", self.path_of(ino));
+                let path = self.path_of(ino);
+                // In a directory the file's name is its role; directly in /cosign the role
+                // says what the name was taken for (`cosign/a: payload: not valid JSON`).
+                return if path.ends_with(&format!("/{file}")) {
+                    format!("{path}: {problem}")
+                } else {
+                    format!("{path}: {e}")
+                };
             }
         }
         format!("{shown}: {e}")

@@ -70,7 +70,7 @@ fn a_payload_naming_a_foreign_target_is_blamed_after_its_signature_closes() {
     let reason = text(&v, "cosign/p.json.error");
     assert_one_line(&reason);
     assert!(
-        reason.starts_with("cosign/p.json: "),
+        reason.starts_with("cosign/p.json: payload: "),
         "names the payload, not the signature closed last: {reason}"
     );
     assert!(
@@ -107,7 +107,7 @@ fn a_bad_signature_is_blamed_on_the_signature() {
     assert!(cp_new(&v, "cosign", "p.sig", b"not base64!!").is_err());
     let reason = text(&v, "cosign/p.error");
     assert_one_line(&reason);
-    assert!(reason.starts_with("cosign/p.sig: "), "{reason}");
+    assert!(reason.starts_with("cosign/p.sig: signature: "), "{reason}");
 }
 
 #[test]

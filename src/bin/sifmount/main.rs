@@ -219,6 +219,16 @@ fn mount(
     let writable = !parsed.read_only
         && match why_read_only(image) {
             None => true,
+            // An explicit rw is refused, as mount(8) -w is on a write-protected device:
+            // a mount made read-only instead would say so only in a log the user never
+            // sees. A missing image is left to the open below to report.
+            Some(why) if parsed.read_write && image.exists() => {
+                return Err(Fatal::failure(format!(
+                    "{}: -o rw, but the image cannot be written ({why}); \
+                     mount it with -o ro, or without rw",
+                    image.display()
+                )));
+            }
             Some(why) => {
                 log::info!("{}: {why}: mounting read-only", image.display());
                 false
@@ -243,6 +253,9 @@ fn mount(
     .map_err(|e| Fatal::failure(e.to_string()))?;
     for warning in &report.warnings {
         log::warn!("{warning}");
+    }
+    if !parsed.nonempty {
+        checks::empty_mountpoint(&mountpoint)?;
     }
     checks::fuse_device()?;
     checks::fusermount_when_needed()?;

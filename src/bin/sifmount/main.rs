@@ -46,7 +46,9 @@ use trust::TrustArgs;
 )]
 #[command(
     after_help = "Mount options (-o): ro (never write the image), rw (the default when \
-                        the image is writable: files copied into cosign/ attach signatures), \
+                        the image is writable: files copied into cosign/ attach signatures; \
+                        refused when it is not), nonempty (mount over a directory with \
+                        files in it, hiding them; refused without), \
                         max_staged=SIZE (largest file accepted in cosign/, default 16M), \
                         max_staged_files=N (files held in cosign/ at once, default 1024), \
                         max_staged_total=SIZE (their bytes together, default 64M), \

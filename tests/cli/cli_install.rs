@@ -203,10 +203,7 @@ fn the_zsh_and_fish_completions_name_every_option() {
             zsh.contains(&format!("--{option}=[")) || zsh.contains(&format!("--{option}[")),
             "zsh: --{option}"
         );
-        assert!(
-            fish.contains(&format!(" -l {option} ")),
-            "fish: --{option}"
-        );
+        assert!(fish.contains(&format!(" -l {option} ")), "fish: --{option}");
     }
 }
 

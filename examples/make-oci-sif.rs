@@ -14,7 +14,10 @@
 //!
 //! With `--from-layout DIR` it converts any OCI image layout directory as oci-tools'
 //! `Write` does: the root index is `DIR/index.json` stored verbatim, the blobs come from
-//! `DIR/blobs/sha256/`.
+//! `DIR/blobs/sha256/`. Unlike oci-tools, it also keeps the OCI 1.1 referrers that only
+//! the blobs hold (manifests with a `subject` in the layout, as `cosign save` leaves them
+//! without an `index.json` entry), after everything the root index lists, so that their
+//! signatures and attestations survive the conversion.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +25,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use sifmount::oci::gojson::{write_str, GoObject};
 use sifmount::oci::{
-    media_type, write_oci_sif_at_path, Descriptor, Index, LayoutDir, Manifest, MemBlobs,
+    media_type, write_oci_sif_at_path, write_oci_sif_at_path_with, Descriptor, Index, LayoutDir,
+    Manifest, MemBlobs,
 };
 use sifmount::sif::Digest;
 
@@ -64,7 +68,19 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     layout.path().join("index.json").display()
                 )
             })?;
-            write_oci_sif_at_path(&args.out, &index, &layout, i64::from(args.spare))?
+            let referrers = layout.referrers().map_err(|e| {
+                format!(
+                    "{}: cannot list the blobs: {e}",
+                    layout.path().join("blobs/sha256").display()
+                )
+            })?;
+            write_oci_sif_at_path_with(
+                &args.out,
+                &index,
+                &referrers,
+                &layout,
+                i64::from(args.spare),
+            )?
         }
         None => {
             let (index, blobs) = demo_image();

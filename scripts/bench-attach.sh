@@ -12,11 +12,13 @@
 # rebuild) and the FUSE round trips are measured.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 n=${1:-100}
 
 cargo build --release --quiet --bin sifmount --example make-oci-sif
-sifmount=$PWD/target/release/sifmount
+target=$(cargo_target_dir)
+sifmount=$target/release/sifmount
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sifmount-bench-attach.XXXXXX")
 mnt="$work/mnt"
@@ -28,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 image="$work/image.oci.sif"
-target/release/examples/make-oci-sif --spare "${SPARE:-8}" "$image" >/dev/null
+"$target/release/examples/make-oci-sif" --spare "${SPARE:-8}" "$image" >/dev/null
 openssl ecparam -genkey -name prime256v1 -noout -out "$work/key.pem"
 
 "$sifmount" "$image" "$mnt"

@@ -22,6 +22,7 @@
 set -euo pipefail
 export LC_ALL=C
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=${EPOCHREALTIME/[.,]/}
 
@@ -70,8 +71,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=$(cargo_target_dir)
 if [ -n "${SIFMOUNT:-}" ]; then
     echo "==> cargo build --release --example bench-data (sifmount: $SIFMOUNT)"
     cargo build --release --quiet --example bench-data

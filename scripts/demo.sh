@@ -7,6 +7,7 @@
 # as root; otherwise says what is needed.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! command -v fusermount3 >/dev/null 2>&1; then
@@ -26,11 +27,12 @@ if [ ! -e /dev/fuse ]; then
 fi
 
 cargo build --release --bin sifmount --example make-oci-sif
-sifmount=target/release/sifmount
+target=$(cargo_target_dir)
+sifmount=$target/release/sifmount
 
-mkdir -p target/demo
-image=target/demo/demo.oci.sif
-target/release/examples/make-oci-sif "$image"
+mkdir -p "$target/demo"
+image=$target/demo/demo.oci.sif
+"$target/release/examples/make-oci-sif" "$image"
 
 mnt=$(mktemp -d "${TMPDIR:-/tmp}/sifmount-demo.XXXXXX")
 cleanup() {
@@ -70,7 +72,7 @@ if ! command -v openssl >/dev/null 2>&1; then
     echo "demo.sh: openssl is missing: install it (apt-get install openssl)" >&2
     exit 1
 fi
-keys=target/demo/keys
+keys=$target/demo/keys
 mkdir -p "$keys"
 [ -f "$keys/key.pem" ] || openssl ecparam -genkey -name prime256v1 -noout -out "$keys/key.pem"
 openssl ec -in "$keys/key.pem" -pubout -out "$keys/pub.pem" 2>/dev/null

@@ -16,6 +16,7 @@
 # SIFMOUNT_FUZZ_SANITIZER=address builds with AddressSanitizer instead of none.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ALL_TARGETS=(sif_open oci_parse cosign_discover drop_protocol)
@@ -59,7 +60,9 @@ cargo fuzz build --sanitizer "$sanitizer" -O
 echo "built in $((SECONDS - build_start)) s"
 
 host="$(rustc -vV | sed -n 's/^host: //p')"
-bin_dir="fuzz/target/$host/release"
+# cargo fuzz builds fuzz/'s own crate, into its target directory (fuzz/target/ unless
+# CARGO_TARGET_DIR says otherwise).
+bin_dir="$(cargo_target_dir --manifest-path fuzz/Cargo.toml)/$host/release"
 
 # Limits that turn an out-of-memory or a hang into a finding: no input of these targets
 # needs more than a few hundred megabytes or more than a fraction of a second.

@@ -14,6 +14,7 @@
 # fusermount3; leaves nothing behind.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 n=${1:-300}
@@ -33,8 +34,7 @@ find | cat | none) ;;
 esac
 
 cargo build --release --quiet --bin sifmount --example make-oci-sif
-target=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(cargo_target_dir)
 sifmount=$target/release/sifmount
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sifmount-find-growth.XXXXXX")

@@ -11,6 +11,7 @@
 # Needs /dev/fuse and fusermount3; leaves nothing behind.
 set -euo pipefail
 
+. "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 size_mib=256
@@ -31,8 +32,7 @@ if [ "$cold" = 1 ] && [ "$(id -u)" != 0 ]; then
 fi
 
 cargo build --release --quiet --bin sifmount --example make-oci-sif
-target=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target=$(cargo_target_dir)
 sifmount=$target/release/sifmount
 make_oci_sif=$target/release/examples/make-oci-sif
 

@@ -386,7 +386,10 @@ pub fn prepare(oci: &OciSif, drop: &DropFiles) -> Result<Option<Attachment>, Att
         }
         Format::SimpleSigning { target } => {
             if !targets.contains_key(&target) {
-                return Err(not_in_image(&target));
+                return Err(not_in_image(
+                    &target,
+                    "critical.image.docker-manifest-digest",
+                ));
             }
             let annotations: BTreeMap<String, String> =
                 given.into_iter().map(|(k, g)| (k, g.value)).collect();
@@ -441,10 +444,12 @@ fn attachment(
     }
 }
 
-pub(super) fn not_in_image(target: &Digest) -> AttachError {
+/// The target a file names is not in the image: the message says which digest, and what
+/// in the file (`named_by`) gives it, so that a mistyped or foreign digest is found at once.
+pub(super) fn not_in_image(target: &Digest, named_by: &str) -> AttachError {
     AttachError::invalid(
         "payload",
-        format!("target {target} is not a manifest or index in this image"),
+        format!("target {target} (its {named_by}) is not a manifest or index in this image"),
     )
 }
 
@@ -766,7 +771,11 @@ fn check_attachment(oci: &OciSif, a: &Attachment) -> Result<String, AttachError>
     }
     a.check_layer_bytes("payload")?;
     if !image_targets(oci)?.contains_key(&a.target) {
-        return Err(not_in_image(&a.target));
+        let named_by = match a.kind {
+            EntryKind::Signature => "critical.image.docker-manifest-digest",
+            _ => "in-toto subject",
+        };
+        return Err(not_in_image(&a.target, named_by));
     }
     cosign_ref_name(a.kind, &a.target)
         .ok_or_else(|| AttachError::invalid("payload", "a referrer has no _cosign: tag"))

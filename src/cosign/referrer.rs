@@ -232,7 +232,7 @@ pub(super) fn attach_referrer(
     let summary = check_referrer(a)?;
     let targets = image_targets(oci)?;
     let Some(target) = targets.get(&a.target) else {
-        return Err(not_in_image(&a.target));
+        return Err(not_in_image(&a.target, "bundle's subject"));
     };
     let mut index = oci.root_index()?;
     if already_listed(oci, &index, a) {

@@ -19,7 +19,9 @@ pub(crate) use model::References;
 pub use model::{Descriptor, EntryStyle, Index, Manifest, Platform, REF_NAME};
 pub use source::{BlobSource, LayoutDir, MemBlobs, NoBlobs, Sources};
 pub use walk::{Namer, Naming, Role, MAX_INDEX_DEPTH};
-pub use write::{write_oci_sif, write_oci_sif_at_path};
+pub use write::{
+    write_oci_sif, write_oci_sif_at_path, write_oci_sif_at_path_with, write_oci_sif_with,
+};
 
 /// Media types that matter for walking and writing.
 pub mod media_type {

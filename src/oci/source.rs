@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::error::{OciError, Result};
+use super::model::{Descriptor, Manifest};
 use crate::sif::{ChangeTime, DataType, Digest, ObjectInput, SifImage};
 
 /// A read-only store of blobs by digest.
@@ -78,6 +79,50 @@ impl LayoutDir {
     /// The layout's `index.json` bytes.
     pub fn index_bytes(&self) -> io::Result<Vec<u8>> {
         std::fs::read(self.0.join("index.json"))
+    }
+
+    /// The OCI 1.1 referrer manifests among the layout's blobs: image manifests with a
+    /// `subject` that the layout also holds. `cosign save` (and `oras`) leave referrers
+    /// this way, without an `index.json` entry, so that only a scan of the blobs finds
+    /// them. Sorted by digest, so that a conversion writes them in the same order on
+    /// every run. A blob whose name is not a digest, or too large to be a manifest, or
+    /// that is not a manifest with a subject, is passed over.
+    pub fn referrers(&self) -> io::Result<Vec<Descriptor>> {
+        let dir = self.0.join("blobs/sha256");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            let meta = entry.metadata()?;
+            if !meta.is_file() || meta.len() > super::MAX_DOCUMENT_SIZE as u64 {
+                continue;
+            }
+            let bytes = std::fs::read(entry.path())?;
+            let Ok(manifest) = Manifest::parse(&bytes) else {
+                continue;
+            };
+            let Some(subject) = &manifest.subject else {
+                continue;
+            };
+            if !dir.join(subject.digest.hex()).is_file() {
+                continue;
+            }
+            let media_type = manifest
+                .media_type
+                .as_deref()
+                .unwrap_or(super::media_type::OCI_MANIFEST);
+            let mut d = Descriptor::of_digest(media_type, digest, bytes.len() as u64);
+            d.artifact_type = manifest.artifact_type.clone();
+            found.push(d);
+        }
+        found.sort_by(|a, b| a.digest.as_bytes().cmp(b.digest.as_bytes()));
+        Ok(found)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::error::{OciError, Result};
 use super::image::OciSif;
-use super::model::Index;
+use super::model::{Descriptor, Index};
 use super::source::{append_blob, require_blob, require_bytes, BlobSource};
 use super::walk::{blobs_in_write_order, OtherMediaTypes};
 use crate::sif::{
@@ -24,6 +24,21 @@ pub fn write_oci_sif(
     source: &dyn BlobSource,
     spare: i64,
 ) -> Result<OciSif> {
+    write_oci_sif_with(storage, root_index, &[], source, spare)
+}
+
+/// [`write_oci_sif`], also holding the documents `unlisted` describes, and what they
+/// reference, though the root index does not list them: the OCI 1.1 referrers a layout
+/// keeps only among its blobs ([`LayoutDir::referrers`](super::LayoutDir::referrers)).
+/// Their objects come after the root index's blobs, in the order given; one the root
+/// index reaches anyway is written once, where the root index puts it.
+pub fn write_oci_sif_with(
+    storage: Box<dyn Storage>,
+    root_index: &[u8],
+    unlisted: &[Descriptor],
+    source: &dyn BlobSource,
+    spare: i64,
+) -> Result<OciSif> {
     if spare < 0 {
         return Err(
             SifError::InvalidArgument(format!("negative spare descriptor count {spare}")).into(),
@@ -31,7 +46,12 @@ pub fn write_oci_sif(
     }
     let index = Index::parse(root_index)?;
     let fetch = |d: &Digest| require_bytes(source, d);
-    let order = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::WriteBlob)?;
+    let mut order = blobs_in_write_order(index.entries(), &fetch, OtherMediaTypes::WriteBlob)?;
+    order.extend(blobs_in_write_order(
+        unlisted,
+        &fetch,
+        OtherMediaTypes::WriteBlob,
+    )?);
     let mut seen = HashSet::new();
     let unique: Vec<Digest> = order.into_iter().filter(|d| seen.insert(*d)).collect();
     for d in &unique {
@@ -57,6 +77,17 @@ pub fn write_oci_sif(
 pub fn write_oci_sif_at_path(
     path: impl AsRef<Path>,
     root_index: &[u8],
+    source: &dyn BlobSource,
+    spare: i64,
+) -> Result<OciSif> {
+    write_oci_sif_at_path_with(path, root_index, &[], source, spare)
+}
+
+/// [`write_oci_sif_with`] to a new file at `path`, as [`write_oci_sif_at_path`] writes.
+pub fn write_oci_sif_at_path_with(
+    path: impl AsRef<Path>,
+    root_index: &[u8],
+    unlisted: &[Descriptor],
     source: &dyn BlobSource,
     spare: i64,
 ) -> Result<OciSif> {
@@ -100,7 +131,7 @@ pub fn write_oci_sif_at_path(
                 .in_file(&shown),
             )
         })?;
-    write_oci_sif(Box::new(file), root_index, source, spare).map_err(|e| {
+    write_oci_sif_with(Box::new(file), root_index, unlisted, source, spare).map_err(|e| {
         let _ = std::fs::remove_file(path);
         e.in_file(&shown)
     })

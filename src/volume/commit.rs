@@ -55,6 +55,34 @@ impl State {
         }
     }
 
+    /// What the refusal of `group` says: it begins with the path of the file the problem is
+    /// in when the error names one of the group's files by its role (a bad payload refused
+    /// at the close of its `.sig`), else with the path of the file just closed (`shown`).
+    fn refusal_text(&self, group: &Group, shown: &str, e: &AttachError) -> String {
+        if let AttachError::Invalid { file, problem } = e {
+            let culprit = self
+                .staging
+                .files
+                .iter()
+                .filter(|(_, f)| {
+                    f.listed && &f.group == group && f.role.entry_file() == Some(file.as_str())
+                })
+                .map(|(&ino, _)| ino)
+                .min();
+            if let Some(ino) = culprit {
+                let path = self.path_of(ino);
+                // In a directory the file's name is its role; directly in /cosign the role
+                // says what the name was taken for (`cosign/a: payload: not valid JSON`).
+                return if path.ends_with(&format!("/{file}")) {
+                    format!("{path}: {problem}")
+                } else {
+                    format!("{path}: {e}")
+                };
+            }
+        }
+        format!("{shown}: {e}")
+    }
+
     /// Commits `group` if it is complete; records and returns why not if it is wrong.
     pub(super) fn evaluate(&mut self, group: &Group, shown: &str) -> Result<(), TreeError> {
         let refused = self
@@ -69,7 +97,7 @@ impl State {
         }
         let (drop, payload_complete) = self.gather(group);
         let fail = |st: &mut State, e: AttachError| {
-            let reason = format!("{shown}: {e}");
+            let reason = st.refusal_text(group, shown, &e);
             st.set_state(group, GroupState::Failed(reason.clone()));
             TreeError::of_attach(e, reason)
         };
@@ -109,7 +137,7 @@ impl State {
         attachment: &cosign::Attachment,
     ) -> Result<(), TreeError> {
         let fail = |st: &mut State, e: AttachError| {
-            let reason = format!("{shown}: {e}");
+            let reason = st.refusal_text(group, shown, &e);
             st.set_state(group, GroupState::Failed(reason.clone()));
             TreeError::of_attach(e, reason)
         };

@@ -640,6 +640,48 @@ fn example_from_layout_matches_upstream_write() {
 }
 
 #[test]
+fn example_from_layout_keeps_referrers_index_json_omits() {
+    // As cosign save leaves it: a referrer manifest (subject = the image) among the
+    // blobs, with no index.json entry.
+    let layout = common::testdata().join("cosign/synth-referrer-bundle");
+    let referrer = "sha256:d9fda2f803efb63c37979097fa82fc9838628bc2f8c6c3a9b3504b5f64982d02";
+    let index_json = std::fs::read(layout.join("index.json")).unwrap();
+    assert!(!String::from_utf8_lossy(&index_json).contains(&referrer[7..]));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("referrer.oci.sif");
+    make_oci_sif(&[
+        "--from-layout".as_ref(),
+        layout.as_os_str(),
+        out.as_os_str(),
+    ]);
+    let oci = OciSif::open(&out, OpenMode::ReadOnly).unwrap();
+    assert_eq!(oci.root_index_bytes().unwrap(), index_json, "verbatim");
+    let manifest = Manifest::parse(&oci.read_blob(&referrer.parse().unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        manifest.subject.as_ref().map(|s| s.digest.hex()),
+        Some(SIGNED.to_string())
+    );
+    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        assert!(oci.read_blob(&d.digest).is_ok(), "{} is kept", d.digest);
+    }
+    assert_eq!(oci.verify_blobs().unwrap(), vec![]);
+    // The bundle it carries is the image's signature, and verifies.
+    let key = common::testdata().join("cosign/keys/synth-cosign.pub");
+    let o = sifmount(&[
+        "--verify".as_ref(),
+        out.as_os_str(),
+        "--key".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert_status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("verified by 1 of 1 entries (sha256:{SIGNED})")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn recover_says_what_it_found_and_removes_a_torn_journal() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("image.oci.sif");

@@ -365,7 +365,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
             "-t".as_ref(),
             "sifmount".as_ref(),
             "-o".as_ref(),
-            "rw,noexec,nofail".as_ref(),
+            "ro,noexec,nofail".as_ref(),
         ],
         &[("PATH", &path)],
     );
@@ -381,10 +381,7 @@ fn mount_fuse3_runs_it_as_a_mount_helper() {
         .expect("mounted");
     let flags = line.split(' ').nth(5).unwrap();
     assert!(flags.split(',').any(|f| f == "noexec"), "{line}");
-    assert!(
-        flags.split(',').any(|f| f == "ro"),
-        "read-only even with rw (the copy has no write bit): {line}"
-    );
+    assert!(flags.split(',').any(|f| f == "ro"), "{line}");
 
     let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
     assert_ok(&o);
@@ -592,6 +589,79 @@ fn mounting_over_a_mount_of_something_else_is_refused_as_busy() {
         text(&o.stderr)
     );
     assert!(is_mounted(&mp.path));
+}
+
+#[test]
+fn rw_on_an_image_that_cannot_be_written_is_refused_on_the_terminal() {
+    need_fuse();
+    let (_copy, image) = read_only_copy();
+    let mp = MountPoint::new();
+    // Without -f: the refusal comes before the daemon, on the caller's standard error.
+    let o = run(&[
+        bin().as_ref(),
+        "-o".as_ref(),
+        "rw".as_ref(),
+        image.as_os_str(),
+        mp.path.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "sifmount: {}: -o rw, but the image cannot be written (not writable); mount it \
+             with -o ro, or without rw\n",
+            image.display()
+        )
+    );
+    assert!(!is_mounted(&mp.path));
+    assert!(daemons(&mp.path).is_empty());
+    // Without rw it mounts, read-only.
+    let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
+    assert_ok(&o);
+    wait_until_served(&mp.path);
+    assert_eq!(
+        std::fs::write(mp.path.join("cosign").join("x"), b"x")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EROFS)
+    );
+    let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
+    assert_ok(&o);
+}
+
+#[test]
+fn a_mountpoint_with_files_is_refused_unless_nonempty() {
+    need_fuse();
+    let (_copy, image) = read_only_copy();
+    let mp = MountPoint::new();
+    std::fs::write(mp.path.join("mine"), b"kept").unwrap();
+    let o = run(&[bin().as_ref(), image.as_os_str(), mp.path.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "sifmount: {}: mountpoint is not empty: the mount would hide its files; give -o \
+             nonempty if that is what you want\n",
+            mp.path.display()
+        )
+    );
+    assert!(!is_mounted(&mp.path));
+    assert_eq!(std::fs::read(mp.path.join("mine")).unwrap(), b"kept");
+
+    let o = run(&[
+        bin().as_ref(),
+        "-o".as_ref(),
+        "nonempty".as_ref(),
+        image.as_os_str(),
+        mp.path.as_os_str(),
+    ]);
+    assert_ok(&o);
+    wait_until_served(&mp.path);
+    assert!(!mp.path.join("mine").exists(), "hidden under the mount");
+    let o = run(&[bin().as_ref(), "-u".as_ref(), mp.path.as_os_str()]);
+    assert_ok(&o);
+    wait_for("the daemon to exit", || daemons(&mp.path).is_empty());
+    assert_eq!(std::fs::read(mp.path.join("mine")).unwrap(), b"kept");
 }
 
 /// The test image copied to a file of its own without write permission: what the tests

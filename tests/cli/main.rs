@@ -9,6 +9,7 @@
 mod common;
 
 mod cli;
+mod cli_install;
 mod cli_mount;
 mod cli_sign;
 mod cli_verify;

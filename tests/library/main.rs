@@ -36,4 +36,5 @@ mod table_growth;
 mod tree;
 mod volume;
 mod volume_handles;
+mod volume_messages;
 mod volume_sign;

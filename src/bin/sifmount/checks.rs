@@ -54,6 +54,23 @@ pub fn mountpoint(path: &Path) -> Result<PathBuf, Fatal> {
     Ok(canonical)
 }
 
+/// Mounting over files hides them until the unmount, without a word: refused unless
+/// `-o nonempty`, as libfuse 2's fusermount did. A directory that cannot be listed is left
+/// to the mount to judge.
+pub fn empty_mountpoint(canonical: &Path) -> Result<(), Fatal> {
+    let Ok(mut entries) = std::fs::read_dir(canonical) else {
+        return Ok(());
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    Err(Fatal::failure(format!(
+        "{}: mountpoint is not empty: the mount would hide its files; \
+         give -o nonempty if that is what you want",
+        canonical.display()
+    )))
+}
+
 fn inaccessible(path: &Path, e: &io::Error) -> Fatal {
     let shown = path.display();
     match e.raw_os_error() {
@@ -243,6 +260,22 @@ mod tests {
         assert!(explain_mount_error(&enodev, image, mp)
             .message
             .contains("modprobe fuse"));
+    }
+
+    #[test]
+    fn a_directory_with_files_is_refused_as_a_mountpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(empty_mountpoint(dir.path()).is_ok());
+        std::fs::write(dir.path().join(".hidden"), b"x").unwrap();
+        let m = empty_mountpoint(dir.path()).unwrap_err().message;
+        assert!(
+            m.starts_with(&format!(
+                "{}: mountpoint is not empty",
+                dir.path().display()
+            )),
+            "{m}"
+        );
+        assert!(m.contains("-o nonempty"), "{m}");
     }
 
     #[test]

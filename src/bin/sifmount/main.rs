@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser, ValueHint};
 use fatal::{one_line, Fatal};
 use sifmount::tree::TreeOptions;
 use sifmount::volume::{
@@ -46,7 +46,9 @@ use trust::TrustArgs;
 )]
 #[command(
     after_help = "Mount options (-o): ro (never write the image), rw (the default when \
-                        the image is writable: files copied into cosign/ attach signatures), \
+                        the image is writable: files copied into cosign/ attach signatures; \
+                        refused when it is not), nonempty (mount over a directory with \
+                        files in it, hiding them; refused without), \
                         max_staged=SIZE (largest file accepted in cosign/, default 16M), \
                         max_staged_files=N (files held in cosign/ at once, default 1024), \
                         max_staged_total=SIZE (their bytes together, default 64M), \
@@ -64,19 +66,21 @@ use trust::TrustArgs;
 )]
 struct Cli {
     /// Print the SIF header, every used descriptor and, for an OCI-SIF, the root index.
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["verify", "image", "unmount"])]
+    #[arg(long, value_name = "IMAGE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["verify", "image", "unmount"])]
     inspect: Option<PathBuf>,
 
     /// Check that every OCI blob hashes to the digest its descriptor records; with --key
     /// or a certificate identity, also that every image has a signature that verifies
     /// (exit status 0 only then).
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "image", "unmount"])]
+    #[arg(long, value_name = "IMAGE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["inspect", "image", "unmount"])]
     verify: Option<PathBuf>,
 
     /// Sign the image with the private key --key (cosign's encrypted .key or PKCS#8), as
     /// `singularity sign --cosign --key` does: one signature per target, attached under
     /// /cosign; one line per signature made.
-    #[arg(long, value_name = "IMAGE",
+    #[arg(long, value_name = "IMAGE", value_hint = ValueHint::FilePath,
           conflicts_with_all = ["inspect", "verify", "recover", "image", "unmount"])]
     sign: Option<PathBuf>,
 
@@ -106,11 +110,12 @@ struct Cli {
 
     /// Finish (or undo) an update that a crash interrupted, from IMAGE.sifmount-journal;
     /// a read-write mount does the same by itself.
-    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["inspect", "verify", "image", "unmount"])]
+    #[arg(long, value_name = "IMAGE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["inspect", "verify", "image", "unmount"])]
     recover: Option<PathBuf>,
 
     /// Unmount the FUSE file system at MOUNTPOINT (also a stale one).
-    #[arg(short = 'u', long = "unmount", value_name = "MOUNTPOINT",
+    #[arg(short = 'u', long = "unmount", value_name = "MOUNTPOINT", value_hint = ValueHint::DirPath,
           conflicts_with_all = ["inspect", "verify", "image"])]
     unmount: Option<PathBuf>,
 
@@ -130,17 +135,26 @@ struct Cli {
     options: Vec<String>,
 
     /// The SIF or OCI-SIF image to mount.
-    #[arg(value_name = "IMAGE", requires = "mountpoint")]
+    #[arg(value_name = "IMAGE", requires = "mountpoint", value_hint = ValueHint::FilePath)]
     image: Option<PathBuf>,
 
     /// An existing directory to mount it on.
-    #[arg(value_name = "MOUNTPOINT")]
+    #[arg(value_name = "MOUNTPOINT", value_hint = ValueHint::DirPath)]
     mountpoint: Option<PathBuf>,
+
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) and
+    /// exit. Hidden: scripts/install.sh installs them (the man page, INSTALLING).
+    #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
+    completions: Option<clap_complete::Shell>,
 }
 
 fn main() -> ExitCode {
     one_malloc_arena();
     let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "sifmount", &mut Stdout);
+        return ExitCode::SUCCESS;
+    }
     let mounting = cli.image.is_some();
     let foreground = cli.foreground || cli.debug;
     logging::init(cli.debug, mounting && foreground);
@@ -219,6 +233,16 @@ fn mount(
     let writable = !parsed.read_only
         && match why_read_only(image) {
             None => true,
+            // An explicit rw is refused, as mount(8) -w is on a write-protected device:
+            // a mount made read-only instead would say so only in a log the user never
+            // sees. A missing image is left to the open below to report.
+            Some(why) if parsed.read_write && image.exists() => {
+                return Err(Fatal::failure(format!(
+                    "{}: -o rw, but the image cannot be written ({why}); \
+                     mount it with -o ro, or without rw",
+                    image.display()
+                )));
+            }
             Some(why) => {
                 log::info!("{}: {why}: mounting read-only", image.display());
                 false
@@ -243,6 +267,9 @@ fn mount(
     .map_err(|e| Fatal::failure(e.to_string()))?;
     for warning in &report.warnings {
         log::warn!("{warning}");
+    }
+    if !parsed.nonempty {
+        checks::empty_mountpoint(&mountpoint)?;
     }
     checks::fuse_device()?;
     checks::fusermount_when_needed()?;

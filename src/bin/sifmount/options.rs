@@ -46,6 +46,11 @@ pub struct ParsedOptions {
     pub kernel_flags: Vec<String>,
     /// `ro` was the last of `ro`/`rw`: never open the image for writing.
     pub read_only: bool,
+    /// `rw` was the last of `ro`/`rw`: the image must be opened for writing, and a mount
+    /// that cannot write it is refused rather than made read-only.
+    pub read_write: bool,
+    /// `nonempty`: mount over a directory that has files in it (hiding them).
+    pub nonempty: bool,
     /// `max_staged=`: the largest file accepted in `/cosign`, in bytes.
     pub max_staged: Option<u64>,
     /// `max_staged_files=`: the most files and directories held in `/cosign` at once.
@@ -146,10 +151,16 @@ fn apply(parsed: &mut ParsedOptions, option: &str) -> Result<(), OptionError> {
         "ro" => {
             no_value(name, value)?;
             parsed.read_only = true;
+            parsed.read_write = false;
         }
         "rw" => {
             no_value(name, value)?;
             parsed.read_only = false;
+            parsed.read_write = true;
+        }
+        "nonempty" => {
+            no_value(name, value)?;
+            parsed.nonempty = true;
         }
         "require_signed" => {
             no_value(name, value)?;
@@ -471,6 +482,11 @@ mod tests {
         assert!(!ok(&[]).read_only);
         assert!(ok(&["rw,ro"]).read_only);
         assert!(!ok(&["ro", "rw"]).read_only);
+        // Only an explicit rw insists on writing.
+        assert!(ok(&["rw"]).read_write);
+        assert!(ok(&["ro", "rw"]).read_write);
+        assert!(!ok(&["rw,ro"]).read_write);
+        assert!(!ok(&[]).read_write);
         // Neither reaches the kernel options: the adapter always mounts read-only.
         for args in [&["rw"][..], &["ro"], &["rw,dev,suid"]] {
             let m = ok(args).into_mount_options(defaults());
@@ -522,6 +538,18 @@ mod tests {
         assert_eq!(err(&["RO"]), OptionError::Unknown("RO".into()));
         let message = err(&["nosiud"]).to_string();
         assert!(message.contains("'nosiud'"), "{message}");
+    }
+
+    #[test]
+    fn nonempty_is_a_flag_that_stays_out_of_the_kernel_list() {
+        assert!(!ok(&[]).nonempty);
+        let p = ok(&["ro,nonempty"]);
+        assert!(p.nonempty);
+        assert!(p.into_mount_options(defaults()).kernel_options.is_empty());
+        assert_eq!(
+            err(&["nonempty=1"]),
+            OptionError::UnexpectedValue("nonempty".into())
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct TrustArgs {
     /// as `cosign generate-key-pair` writes it), or with the public half of a private key
     /// (cosign's encrypted .key, or PKCS#8); repeatable. Each entry under /cosign then has
     /// a `verified` file. With --sign: the private key to sign with.
-    #[arg(long = "key", value_name = "KEY")]
+    #[arg(long = "key", value_name = "KEY", value_hint = clap::ValueHint::FilePath)]
     pub keys: Vec<PathBuf>,
 
     /// Keyless entries verify when their Fulcio certificate was issued to this identity
@@ -50,7 +50,7 @@ pub struct TrustArgs {
 
     /// The Sigstore trusted_root.json to verify certificates and log entries against
     /// (default: the Sigstore public-good root, built in).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub trusted_root: Option<PathBuf>,
 
     /// Do not check transparency-log entries (SETs, inclusion proofs); a keyless

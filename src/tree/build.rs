@@ -9,7 +9,7 @@ use super::{
     TreeOptions, ROOT,
 };
 use crate::cosign;
-use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif, REF_NAME};
+use crate::oci::{media_type, Descriptor, ImageKind, Index, OciSif};
 use crate::sif::{Descriptor as SifDescriptor, Digest, SifImage};
 
 /// The bytes of every `oci-layout` file, as the OCI image layout specification writes it.
@@ -487,9 +487,8 @@ impl Builder<'_> {
         if let Some(layout) = self.oci_layout {
             self.link(dir, "oci-layout", layout);
         }
-        let mut tagged = entry.clone();
-        tagged.set_annotation(REF_NAME, &self.tag);
-        self.generated(dir, "index.json", Index::single_entry_go_json(&tagged));
+        let index = Index::single_entry_named_go_json(entry, &self.tag);
+        self.generated(dir, "index.json", index);
         let blobs = self.subdir(dir, "blobs");
         let to_root = "../".repeat(depth + 1);
         self.symlink(blobs, "sha256", format!("{to_root}blobs/sha256"));

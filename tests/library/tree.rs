@@ -55,6 +55,59 @@ fn walk(tree: &Tree) -> BTreeMap<String, Attr> {
     out
 }
 
+/// Go's zero time in Unix seconds, which zero-time SIFs hold.
+const GO_ZERO: i64 = -62_135_596_800;
+
+/// The time a tree shows for a SIF time `t` of the image at `path`: the file's own
+/// modification time when the SIF recorded none (the man page, FILES).
+fn shown_time(t: i64, path: &Path) -> i64 {
+    if t == 0 || t == GO_ZERO {
+        std::os::unix::fs::MetadataExt::mtime(&std::fs::metadata(path).unwrap())
+    } else {
+        t
+    }
+}
+
+/// The tag an image's layouts give it: its root-index reference name when that is one
+/// component of the image specification's reference grammar (what skopeo and umoci take
+/// after `DIR:`), else `latest`.
+fn expected_tag(root_entry: &Descriptor) -> String {
+    let grammar = regex::Regex::new(r"^[A-Za-z0-9]+(?:(?:[-._]|--)[A-Za-z0-9]+)*$").unwrap();
+    match root_entry.ref_name() {
+        Some(name) if name.len() <= 128 && grammar.is_match(name) => name.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+/// Checks that `at` (`depth` directories below the root) is an OCI layout of `entry`
+/// alone, tagged `tag`, with `blobs/sha256` linking to the root's.
+fn check_layout(tree: &Tree, at: &str, entry: &Descriptor, tag: &str, shown: &str) {
+    let one: Index = Index::parse(&read_path(tree, &format!("{at}/index.json"))).unwrap();
+    assert_eq!(
+        one.entries().len(),
+        1,
+        "{shown}: {at}/index.json has one entry"
+    );
+    let mut listed = one.entries()[0].clone();
+    assert_eq!(listed.ref_name(), Some(tag), "{shown}: {at}/index.json tag");
+    let mut want = entry.clone();
+    listed.remove_annotation(sifmount::oci::REF_NAME);
+    want.remove_annotation(sifmount::oci::REF_NAME);
+    assert_eq!(listed, want, "{shown}: {at}/index.json lists its image");
+    assert_eq!(names(tree, &format!("{at}/blobs")), ["sha256"]);
+    let link = format!("{at}/blobs/sha256");
+    let target = tree.readlink(tree.resolve(&link).unwrap().ino).unwrap();
+    assert_eq!(
+        link_destination(&link, target),
+        "blobs/sha256",
+        "{shown}: {link}"
+    );
+    assert_eq!(
+        read_path(tree, &format!("{at}/oci-layout")),
+        read_path(tree, "oci-layout")
+    );
+}
+
 /// The path a relative symlink target at `link` points to, normalised.
 fn link_destination(link: &str, target: &str) -> String {
     let mut parts: Vec<&str> = link.split('/').collect();
@@ -175,7 +228,11 @@ fn every_upstream_sif_builds_a_tree_holding_its_exact_bytes() {
                 sif.read_object(d).unwrap(),
                 "{shown}: {file}"
             );
-            assert_eq!(tree.resolve(&file).unwrap().mtime, d.modified_at);
+            assert_eq!(
+                tree.resolve(&file).unwrap().mtime,
+                shown_time(d.modified_at, &path),
+                "{shown}: {file}"
+            );
         }
         let header: serde_json::Value =
             serde_json::from_slice(&read_path(&tree, "sif/header.json")).unwrap();
@@ -278,30 +335,25 @@ fn check_images(tree: &Tree, oci: &OciSif, shown: &str) {
     for dir in dirs {
         let at = format!("images/{dir}");
         let one: Index = Index::parse(&read_path(tree, &format!("{at}/index.json"))).unwrap();
-        assert_eq!(
-            one.entries().len(),
-            1,
-            "{shown}: {at}/index.json has one entry"
-        );
-        let entry = &one.entries()[0];
-        assert!(
-            images.contains(&entry),
-            "{shown}: {at} is a root-index entry"
-        );
-        assert_eq!(
-            tree.readlink(tree.resolve(&format!("{at}/blobs")).unwrap().ino)
-                .unwrap(),
-            "../../blobs"
-        );
-        assert_eq!(
-            read_path(tree, &format!("{at}/oci-layout")),
-            read_path(tree, "oci-layout")
-        );
-        check_image_content(tree, oci, &at, entry, shown);
+        let digest = one.entries()[0].digest;
+        let entry = images
+            .iter()
+            .find(|e| e.digest == digest)
+            .unwrap_or_else(|| panic!("{shown}: {at} is not a root-index entry"));
+        let tag = expected_tag(entry);
+        check_layout(tree, &at, entry, &tag, shown);
+        check_image_content(tree, oci, &at, entry, &tag, shown);
     }
 }
 
-fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, shown: &str) {
+fn check_image_content(
+    tree: &Tree,
+    oci: &OciSif,
+    at: &str,
+    entry: &Descriptor,
+    tag: &str,
+    shown: &str,
+) {
     let blob = oci.read_blob(&entry.digest).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&blob).unwrap();
     let blob_ino = tree
@@ -318,7 +370,9 @@ fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, 
             .entries(tree.resolve(at).unwrap().ino)
             .unwrap()
             .iter()
-            .filter(|e| e.kind == Kind::Dir && e.name != "layers" && e.name != "signatures")
+            .filter(|e| {
+                e.kind == Kind::Dir && !["layers", "signatures", "blobs"].contains(&&*e.name)
+            })
             .map(|e| e.name.clone())
             .collect();
         let manifests = doc["manifests"].as_array().unwrap();
@@ -355,7 +409,8 @@ fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, 
                 );
             }
             let d: Descriptor = serde_json::from_value(m.clone()).unwrap();
-            check_image_content(tree, oci, &sub_at, &d, shown);
+            check_layout(tree, &sub_at, &d, tag, shown);
+            check_image_content(tree, oci, &sub_at, &d, tag, shown);
         }
         return;
     }
@@ -425,7 +480,15 @@ fn multi_arch_cosign_fixture_shows_one_image_with_a_directory_per_platform() {
     assert_eq!(entries, ["att-00e1ee7c898a2-1", "sig-00e1ee7c898a2-1"]);
     assert_eq!(
         names(&tree, "images/sha256-00e1ee7c898a/linux-amd64"),
-        ["config.json", "layers", "manifest.json", "signatures"]
+        [
+            "blobs",
+            "config.json",
+            "index.json",
+            "layers",
+            "manifest.json",
+            "oci-layout",
+            "signatures"
+        ]
     );
     let manifest = tree
         .resolve("images/sha256-00e1ee7c898a/linux-amd64/manifest.json")

@@ -44,7 +44,7 @@ pub const GO_ZERO_TIME: i64 = -62_135_596_800;
 
 /// The time a file shows for a SIF time `t`: `t`, unless the SIF recorded none (0 or
 /// [`GO_ZERO_TIME`]); then the image file's own modification time, when the image is a
-/// file (man/sifmount.1, FILES). Year 1 is what `ls -l` showed before, and `cp -a`
+/// file (man/sifmount.1, THE TREE). Year 1 is what `ls -l` showed before, and `cp -a`
 /// made 1901 of it.
 pub(super) fn shown_time(t: i64, file_mtime: Option<i64>) -> i64 {
     match file_mtime {

@@ -77,7 +77,7 @@ pub fn layer_name(i: usize, count: usize) -> String {
 /// `/sif/objects/<id>-<name>`: the object's stored name (its descriptor's Name field,
 /// [`sanitize`]d), else `<id>-<kind>` when it has none usable (OCI blobs, and
 /// SingularityCE's `.` for a definition file). The ID, unique in a valid table, makes
-/// the name unique and stable; the rest says what the object is (man/sifmount.1, FILES).
+/// the name unique and stable; the rest says what the object is (man/sifmount.1, THE TREE).
 pub fn object_file_name(d: &SifDescriptor) -> String {
     if let Some(name) = sanitize(&d.name()) {
         return format!("{}-{name}", d.id);

@@ -59,7 +59,7 @@ fn walk(tree: &Tree) -> BTreeMap<String, Attr> {
 const GO_ZERO: i64 = -62_135_596_800;
 
 /// The time a tree shows for a SIF time `t` of the image at `path`: the file's own
-/// modification time when the SIF recorded none (the man page, FILES).
+/// modification time when the SIF recorded none (the man page, THE TREE).
 fn shown_time(t: i64, path: &Path) -> i64 {
     if t == 0 || t == GO_ZERO {
         std::os::unix::fs::MetadataExt::mtime(&std::fs::metadata(path).unwrap())

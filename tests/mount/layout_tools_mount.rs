@@ -1,5 +1,5 @@
 //! The OCI image layouts a mount shows, read by the real tools as they are (the man page,
-//! FILES, and docs/FORMAT.md, Layouts under /images): `skopeo inspect` and `skopeo copy`
+//! THE TREE, and docs/FORMAT.md, Layouts under /images): `skopeo inspect` and `skopeo copy`
 //! at the root, each `/images/NAME` and each platform directory of a manifest list;
 //! `umoci ls`, `umoci stat` and `umoci unpack --image MNT/images/NAME[:TAG]`; and
 //! oci-image-tool (Debian's other offline layout reader) validating and unpacking.

@@ -1,4 +1,4 @@
-//! `/sif/objects/` names native objects `<id>-<stored name>` (the man page, FILES):
+//! `/sif/objects/` names native objects `<id>-<stored name>` (the man page, THE TREE):
 //! the names `siftool info` prints, made one safe path component, with the ID before
 //! them; an object without a usable name keeps `<id>-<kind>`. Checked on the upstream
 //! native SIFs against `siftool info` and `siftool dump`.

@@ -1,4 +1,4 @@
-//! Times a mount shows (the man page, FILES): where the SIF records no time (0, or Go's
+//! Times a mount shows (the man page, THE TREE): where the SIF records no time (0, or Go's
 //! zero time as every OCI-SIF oci-tools writes has), every file and directory shows the
 //! image file's own modification time, so `ls -l`, `tar` and `cp -a` see it; where the SIF
 //! records a time, that time.

@@ -97,7 +97,7 @@ fn umoci_and_oci_image_tool_unpack_an_image_beside_its_signature() {
     let (image, manifest) = signed_demo_image(tmp.path());
     let m = mount_ro(&image);
     let name = format!("sha256-{}", &manifest.hex()[..12]);
-    assert_eq!(ls(&m.path("images")), [name.clone()]);
+    assert_eq!(ls(&m.path("images")), std::slice::from_ref(&name));
     let dir = m.path(&format!("images/{name}"));
 
     let root_names = root_ref_names(&image);

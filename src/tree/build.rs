@@ -26,6 +26,13 @@ const MAX_IMAGE_DEPTH: usize = 8;
 /// bound keeps such an image to about 50 MB of memory; real images need hundreds.
 pub const MAX_IMAGE_NAMES: usize = 250_000;
 
+/// The most bytes the `index.json` files of platform layouts under `/images` hold
+/// together (man/sifmount.1, LIMITS). Each repeats its manifest's descriptor, and
+/// `/images` can show one descriptor many times (an index listing another many times):
+/// a descriptor of a megabyte of annotations, unfolded, would take gigabytes. Real
+/// images need kilobytes; past the bound, platform directories are not layouts.
+pub const MAX_LAYOUT_BYTES: usize = 16 << 20;
+
 /// The most warnings a report keeps: a hostile image can have a problem per entry of a
 /// 100,000-entry index, and one line per problem would flood the log. The rest are
 /// counted in a last line.
@@ -91,6 +98,7 @@ pub(super) fn build(
         ancestors: Vec::new(),
         unreadable: HashMap::new(),
         dropped_warnings: 0,
+        layout_bytes: 0,
     };
     let root = b.dir(ROOT);
     debug_assert_eq!(root, ROOT);
@@ -224,6 +232,9 @@ pub(super) struct Builder<'o> {
     unreadable: HashMap<Digest, String>,
     /// Warnings past [`MAX_WARNINGS`].
     dropped_warnings: usize,
+    /// The bytes of the platform layouts' `index.json` files so far
+    /// ([`MAX_LAYOUT_BYTES`]).
+    layout_bytes: usize,
 }
 
 /// A top-level `/images/<name>/` directory being built.
@@ -484,10 +495,26 @@ impl Builder<'_> {
     /// linking to the root's. `blobs` itself is a directory, not a link: oci-image-tool
     /// refuses a layout whose `blobs` is not one (docs/FORMAT.md, Layouts under /images).
     fn layout_files(&mut self, dir: Ino, entry: &Descriptor, depth: usize) {
+        let index = Index::single_entry_named_go_json(entry, &self.tag);
+        // The top-level layouts together are the size of the root index; platform
+        // layouts can repeat one descriptor without end.
+        if depth > 2 {
+            if self.layout_bytes.saturating_add(index.len()) > MAX_LAYOUT_BYTES {
+                if self.layout_bytes <= MAX_LAYOUT_BYTES {
+                    self.layout_bytes = usize::MAX;
+                    self.warn(format!(
+                        "images: platform layouts hold more than {MAX_LAYOUT_BYTES} bytes of \
+                         index.json (descriptors shown many times?); the rest of the \
+                         platform directories are not OCI layouts"
+                    ));
+                }
+                return;
+            }
+            self.layout_bytes += index.len();
+        }
         if let Some(layout) = self.oci_layout {
             self.link(dir, "oci-layout", layout);
         }
-        let index = Index::single_entry_named_go_json(entry, &self.tag);
         self.generated(dir, "index.json", index);
         let blobs = self.subdir(dir, "blobs");
         let to_root = "../".repeat(depth + 1);

@@ -1222,41 +1222,6 @@ fn cases() -> Vec<Case> {
                 assert!(warned(r, "not valid JSON"), "{r:?}");
             }),
         ),
-        case(
-            "index/platform-descriptor-of-a-megabyte-shown-100-times",
-            || {
-                // Each platform directory is a layout whose index.json repeats the
-                // platform's descriptor: 100 images of one index whose one entry
-                // carries a megabyte would be 100 MB of index.json files.
-                let b = Basic::new();
-                let mut entry = b.entry();
-                entry["annotations"] = json!({"k": "x".repeat(1 << 20)});
-                let list = index(vec![entry]);
-                let list_entry = desc(media_type::OCI_INDEX, &list);
-                let mut extra = vec![blob(list)];
-                let mut blobs = b.blobs();
-                blobs.append(&mut extra);
-                oci(index(vec![list_entry; 100]), blobs)
-            },
-            Mounts(|v, r, _| {
-                assert_eq!(count(v, "images"), 100);
-                assert!(warned(r, "platform layouts hold more than"), "{r:?}");
-                let images = names(v, "images");
-                let platform = |image: &str| {
-                    let dir = format!("images/{image}");
-                    let sub = names(v, &dir)
-                        .into_iter()
-                        .find(|n| n.starts_with("sha256-"))
-                        .expect("the index's one entry has a directory");
-                    format!("{dir}/{sub}")
-                };
-                let first = platform(&images[0]);
-                assert!(resolve(v, &format!("{first}/index.json")).is_some());
-                let last = platform(&images[99]);
-                assert!(resolve(v, &format!("{last}/manifest.json")).is_some());
-                assert!(resolve(v, &format!("{last}/index.json")).is_none());
-            }),
-        ),
         // --- names --------------------------------------------------------------------
         case(
             "names/ref-with-slashes",

@@ -658,3 +658,67 @@ fn a_read_of_an_object_another_writer_removed_fails_instead_of_returning_other_b
 fn drop_oci(oci: OciSif) {
     oci.sif().sync().unwrap();
 }
+
+/// Platform layouts repeat their manifest's descriptor in `index.json`: an image listing
+/// 100 times an index whose one entry carries a megabyte of annotations gets layouts for
+/// the first 16 MiB of them only, and a warning, not 100 MB of `index.json` files (the
+/// man page, LIMITS).
+#[test]
+fn platform_layouts_of_a_descriptor_shown_many_times_are_bounded() {
+    use sifmount::oci::{write_oci_sif_at_path, MemBlobs};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big-descriptor.oci.sif");
+    let layer = vec![0u8; 1024];
+    let mut blobs = MemBlobs::new();
+    let layer_digest = blobs.insert(layer.clone());
+    let (config, manifest) =
+        common::images::config_and_manifest(&[(layer_digest, layer.len() as u64)], "A=1");
+    blobs.insert(config);
+    let mut entry = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
+    entry.set_annotation("k", &"x".repeat(1 << 20));
+    blobs.insert(manifest);
+    let mut list = Index::empty();
+    list.append(entry, None);
+    let list = list.to_go_json();
+    let list_entry = Descriptor::of(media_type::OCI_INDEX, &list);
+    blobs.insert(list);
+    let mut root = Index::empty();
+    for _ in 0..100 {
+        root.append(list_entry.clone(), None);
+    }
+    write_oci_sif_at_path(&path, &root.to_go_json(), &blobs, 0).unwrap();
+
+    let (tree, report) = Tree::open_with_report(&path).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("platform layouts hold more than")),
+        "{:?}",
+        report.warnings
+    );
+    let images = names(&tree, "images");
+    assert_eq!(images.len(), 100);
+    let platform = |image: &str| {
+        let dir = format!("images/{image}");
+        let sub = names(&tree, &dir)
+            .into_iter()
+            .find(|n| n.starts_with("sha256-"))
+            .expect("the index's one entry has a directory");
+        format!("{dir}/{sub}")
+    };
+    // Built in root-index order, which the names sort in: the first has a layout, the
+    // last, past the bound, only its image files.
+    let first = platform(&images[0]);
+    let index = read_path(&tree, &format!("{first}/index.json"));
+    assert!(index.len() > 1 << 20, "the layout repeats the descriptor");
+    let last = platform(&images[99]);
+    assert!(tree.resolve(&format!("{last}/manifest.json")).is_ok());
+    assert!(tree.resolve(&format!("{last}/index.json")).is_err());
+    let shown: usize = images
+        .iter()
+        .filter(|i| tree.resolve(&format!("{}/index.json", platform(i))).is_ok())
+        .count();
+    // Each is a mebibyte of annotation and a few hundred bytes more: 15 fit in 16 MiB.
+    assert_eq!(shown, 15, "16 MiB of layouts");
+}

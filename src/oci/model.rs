@@ -88,6 +88,13 @@ impl Descriptor {
     /// Go field order: mediaType, size, digest, data, urls, annotations, platform,
     /// artifactType.
     pub fn write_go(&self, out: &mut String) {
+        self.write_go_named(out, None)
+    }
+
+    /// [`Descriptor::write_go`], with the reference name `ref_name` instead of its own
+    /// when given. Written from the descriptor, not a copy: an entry may carry a million
+    /// annotations.
+    fn write_go_named(&self, out: &mut String, ref_name: Option<&str>) {
         let mut o = GoObject::begin(out);
         o.str("mediaType", &self.media_type);
         o.int("size", self.size);
@@ -96,8 +103,24 @@ impl Descriptor {
         if let Some(urls) = self.urls.as_ref().filter(|u| !u.is_empty()) {
             write_str_array(o.key("urls"), urls);
         }
-        if let Some(a) = self.annotations.as_ref().filter(|a| !a.is_empty()) {
-            write_string_map(o.key("annotations"), a);
+        match ref_name {
+            None => {
+                if let Some(a) = self.annotations.as_ref().filter(|a| !a.is_empty()) {
+                    write_string_map(o.key("annotations"), a);
+                }
+            }
+            Some(name) => {
+                let (key, value) = (REF_NAME.to_string(), name.to_string());
+                let others = self
+                    .annotations
+                    .iter()
+                    .flatten()
+                    .filter(|(k, _)| k.as_str() != REF_NAME);
+                write_string_map(
+                    o.key("annotations"),
+                    others.chain(std::iter::once((&key, &value))),
+                );
+            }
         }
         if let Some(p) = &self.platform {
             p.write_go(o.key("platform"));
@@ -220,6 +243,20 @@ impl Index {
         o.int("schemaVersion", 2);
         o.str_opt("mediaType", Some(media_type::OCI_INDEX));
         write_descriptor_array(o.key("manifests"), std::slice::from_ref(entry));
+        o.end();
+        out.into_bytes()
+    }
+
+    /// [`Index::single_entry_go_json`] with the entry's reference name set to `ref_name`
+    /// (the layouts under `/images`, docs/FORMAT.md).
+    pub fn single_entry_named_go_json(entry: &Descriptor, ref_name: &str) -> Vec<u8> {
+        let mut out = String::new();
+        let mut o = GoObject::begin(&mut out);
+        o.int("schemaVersion", 2);
+        o.str_opt("mediaType", Some(media_type::OCI_INDEX));
+        write_array(o.key("manifests"), std::slice::from_ref(entry), |out, e| {
+            e.write_go_named(out, Some(ref_name))
+        });
         o.end();
         out.into_bytes()
     }
@@ -395,5 +432,24 @@ mod tests {
         let mut index = Index::empty();
         index.manifests = Some(vec![entry.clone()]);
         assert_eq!(Index::single_entry_go_json(&entry), index.to_go_json());
+    }
+
+    #[test]
+    fn a_named_single_entry_index_replaces_or_adds_the_reference_name() {
+        let mut entry = Descriptor::of(media_type::OCI_MANIFEST, b"{}");
+        entry.set_annotation("z", "1");
+        let mut named = entry.clone();
+        named.set_annotation(REF_NAME, "latest");
+        let mut index = Index::empty();
+        index.manifests = Some(vec![named.clone()]);
+        assert_eq!(
+            Index::single_entry_named_go_json(&entry, "latest"),
+            index.to_go_json()
+        );
+        entry.set_annotation(REF_NAME, "docker.io/x:1");
+        assert_eq!(
+            Index::single_entry_named_go_json(&entry, "latest"),
+            index.to_go_json()
+        );
     }
 }

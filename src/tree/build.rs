@@ -26,6 +26,13 @@ const MAX_IMAGE_DEPTH: usize = 8;
 /// bound keeps such an image to about 50 MB of memory; real images need hundreds.
 pub const MAX_IMAGE_NAMES: usize = 250_000;
 
+/// The most bytes the `index.json` files of platform layouts under `/images` hold
+/// together (man/sifmount.1, LIMITS). Each repeats its manifest's descriptor, and
+/// `/images` can show one descriptor many times (an index listing another many times):
+/// a descriptor of a megabyte of annotations, unfolded, would take gigabytes. Real
+/// images need kilobytes; past the bound, platform directories are not layouts.
+pub const MAX_LAYOUT_BYTES: usize = 16 << 20;
+
 /// The most warnings a report keeps: a hostile image can have a problem per entry of a
 /// 100,000-entry index, and one line per problem would flood the log. The rest are
 /// counted in a last line.
@@ -37,11 +44,29 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
 }
 
-/// Builds the tree of `sif`, opened from `path`.
+/// Go's zero `time.Time` in Unix seconds: what oci-tools and the SIF library write as
+/// the time of an image made without one (`OptCreateDeterministic`, every OCI-SIF
+/// oci-tools writes). Like 0, it means no time was recorded.
+pub const GO_ZERO_TIME: i64 = -62_135_596_800;
+
+/// The time a file shows for a SIF time `t`: `t`, unless the SIF recorded none (0 or
+/// [`GO_ZERO_TIME`]); then the image file's own modification time, when the image is a
+/// file (man/sifmount.1, THE TREE). Year 1 is what `ls -l` showed before, and `cp -a`
+/// made 1901 of it.
+pub(super) fn shown_time(t: i64, file_mtime: Option<i64>) -> i64 {
+    match file_mtime {
+        Some(file) if t == 0 || t == GO_ZERO_TIME => file,
+        _ => t,
+    }
+}
+
+/// Builds the tree of `sif`, opened from `path`; `file_mtime` is the image file's
+/// modification time (Unix seconds), shown where the SIF records no time.
 pub(super) fn build(
     path: &Path,
     sif: SifImage,
     options: &TreeOptions,
+    file_mtime: Option<i64>,
 ) -> Result<(Tree, BuildReport), TreeError> {
     let shown = path.display().to_string();
     let header = sif.header().clone();
@@ -52,8 +77,11 @@ pub(super) fn build(
         nodes: Vec::with_capacity(3 * sif.used_count() + 64),
         slot_of_id: sif.descriptors().map(|(i, d)| (d.id, i as u32)).collect(),
         report: BuildReport::default(),
-        mtime: header.modified_at,
-        crtime: header.created_at,
+        mtime: shown_time(header.modified_at, file_mtime),
+        crtime: shown_time(header.created_at, file_mtime),
+        file_mtime,
+        oci_layout: None,
+        tag: String::new(),
         blobs: HashMap::new(),
         path: shown.clone(),
         signatures: HashMap::new(),
@@ -70,6 +98,7 @@ pub(super) fn build(
         ancestors: Vec::new(),
         unreadable: HashMap::new(),
         dropped_warnings: 0,
+        layout_bytes: 0,
     };
     let root = b.dir(ROOT);
     debug_assert_eq!(root, ROOT);
@@ -162,9 +191,16 @@ pub(super) struct Builder<'o> {
     /// (`Content::Range`).
     slot_of_id: HashMap<u32, u32>,
     report: BuildReport,
-    /// Times of everything that is not one object: the header's.
+    /// Times of everything that is not one object: the header's ([`shown_time`]).
     pub(super) mtime: i64,
     pub(super) crtime: i64,
+    /// The image file's modification time, for objects that record none.
+    file_mtime: Option<i64>,
+    /// The `oci-layout` file every layout shares.
+    oci_layout: Option<Ino>,
+    /// The tag of the `/images/<name>/` being built ([`names::image_tag`]), which each
+    /// layout below it gives its one image too.
+    tag: String,
     /// The inode of `/blobs/sha256/<hex>` for every blob.
     pub(super) blobs: HashMap<Digest, Ino>,
     pub(super) path: String,
@@ -196,6 +232,9 @@ pub(super) struct Builder<'o> {
     unreadable: HashMap<Digest, String>,
     /// Warnings past [`MAX_WARNINGS`].
     dropped_warnings: usize,
+    /// The bytes of the platform layouts' `index.json` files so far
+    /// ([`MAX_LAYOUT_BYTES`]).
+    layout_bytes: usize,
 }
 
 /// A top-level `/images/<name>/` directory being built.
@@ -295,8 +334,8 @@ impl Builder<'_> {
                 slot: self.slot_of_id.get(&d.id).copied().unwrap_or(u32::MAX),
                 checked,
             },
-            d.modified_at,
-            d.created_at,
+            shown_time(d.modified_at, self.file_mtime),
+            shown_time(d.created_at, self.file_mtime),
         )
     }
 
@@ -373,6 +412,7 @@ impl Builder<'_> {
     /// The OCI image layout at the root, `/images/` and `/cosign/`.
     fn oci(&mut self, oci: &OciSif) {
         let layout = self.generated(ROOT, "oci-layout", OCI_LAYOUT.to_vec());
+        self.oci_layout = Some(layout);
         let root_index = oci.root_index_descriptor();
         let index_ino = self.object_file(root_index);
         self.link(ROOT, "index.json", index_ino);
@@ -409,7 +449,7 @@ impl Builder<'_> {
                 .or_default()
                 .push(e.name.clone());
         }
-        self.images(oci, images, &index, layout);
+        self.images(oci, images, &index);
         drop(index);
         self.cosign_entries(oci, cosign_dir, discovery.entries);
         if self.options.require_signed {
@@ -418,7 +458,7 @@ impl Builder<'_> {
     }
 
     /// `/images/<name>/` for every root-index entry that is not a cosign image.
-    fn images(&mut self, oci: &OciSif, images: Ino, index: &Index, layout: Ino) {
+    fn images(&mut self, oci: &OciSif, images: Ino, index: &Index) {
         self.image_names_end = self.names.saturating_add(MAX_IMAGE_NAMES);
         let mut taken = UniqueNames::default();
         for entry in index.entries() {
@@ -429,20 +469,13 @@ impl Builder<'_> {
                 break;
             }
             let name = taken.claim(names::image_name(entry), &entry.digest);
-            self.image_layout(oci, images, &name, entry, layout);
+            self.image_layout(oci, images, &name, entry);
         }
     }
 
     /// `/images/<name>/`: an OCI image layout of its own holding just `entry`, plus the
     /// image's documents under readable names.
-    fn image_layout(
-        &mut self,
-        oci: &OciSif,
-        images: Ino,
-        name: &str,
-        entry: &Descriptor,
-        layout: Ino,
-    ) {
+    fn image_layout(&mut self, oci: &OciSif, images: Ino, name: &str, entry: &Descriptor) {
         let dir = self.subdir(images, name);
         self.image_dirs.push(ImageDir {
             name: name.to_string(),
@@ -451,10 +484,41 @@ impl Builder<'_> {
             verified: None,
             holds_entries: false,
         });
-        self.link(dir, "oci-layout", layout);
-        self.generated(dir, "index.json", Index::single_entry_go_json(entry));
-        self.symlink(dir, "blobs", "../../blobs".to_string());
+        self.tag = names::image_tag(entry);
+        self.layout_files(dir, entry, 2);
         self.image_content(oci, dir, entry, 2, &format!("images/{name}"));
+    }
+
+    /// What makes `dir`, `depth` directories below the root, an OCI image layout holding
+    /// just `entry`: the shared `oci-layout`, an `index.json` listing `entry` under the
+    /// tag of its image (so `umoci unpack --image DIR:TAG` finds it), and `blobs/sha256`
+    /// linking to the root's. `blobs` itself is a directory, not a link: oci-image-tool
+    /// refuses a layout whose `blobs` is not one (docs/FORMAT.md, Layouts under /images).
+    fn layout_files(&mut self, dir: Ino, entry: &Descriptor, depth: usize) {
+        let index = Index::single_entry_named_go_json(entry, &self.tag);
+        // The top-level layouts together are the size of the root index; platform
+        // layouts can repeat one descriptor without end.
+        if depth > 2 {
+            if self.layout_bytes.saturating_add(index.len()) > MAX_LAYOUT_BYTES {
+                if self.layout_bytes <= MAX_LAYOUT_BYTES {
+                    self.layout_bytes = usize::MAX;
+                    self.warn(format!(
+                        "images: platform layouts hold more than {MAX_LAYOUT_BYTES} bytes of \
+                         index.json (descriptors shown many times?); the rest of the \
+                         platform directories are not OCI layouts"
+                    ));
+                }
+                return;
+            }
+            self.layout_bytes += index.len();
+        }
+        if let Some(layout) = self.oci_layout {
+            self.link(dir, "oci-layout", layout);
+        }
+        self.generated(dir, "index.json", index);
+        let blobs = self.subdir(dir, "blobs");
+        let to_root = "../".repeat(depth + 1);
+        self.symlink(blobs, "sha256", format!("{to_root}blobs/sha256"));
     }
 
     /// `signatures/`: a link to each `/cosign` entry about `digest`. `depth` is how many
@@ -517,6 +581,16 @@ impl Builder<'_> {
                 return;
             }
             let mut taken = UniqueNames::default();
+            // The index directory's own files: a platform named so gets another name.
+            for own in [
+                "image-index.json",
+                "signatures",
+                "oci-layout",
+                "index.json",
+                "blobs",
+            ] {
+                taken.reserve(own);
+            }
             self.ancestors.push(digest);
             for m in refs.manifests.as_deref().unwrap_or(&[]) {
                 if self.images_full() {
@@ -533,6 +607,7 @@ impl Builder<'_> {
                 }
                 let name = taken.claim(names::platform_dir_name(m), &m.digest);
                 let sub = self.subdir(dir, &name);
+                self.layout_files(sub, m, depth + 1);
                 self.image_content(oci, sub, m, depth + 1, &format!("{at}/{name}"));
             }
             self.ancestors.pop();

@@ -245,6 +245,13 @@ impl Tree {
             .as_ref()
             .ok()
             .and_then(|f| crate::sif::PublishLock::take(f, false));
+        // The time shown where the SIF records none (build.rs, `shown_time`): of the file
+        // opened, as the fingerprint is.
+        let file_mtime = file
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| std::os::unix::fs::MetadataExt::mtime(&m));
         let fingerprint = file.and_then(|f| crate::sif::fingerprint(&f));
         let sif = SifImage::open(path, crate::sif::OpenMode::ReadOnly)
             .map_err(|e| TreeError::Open(Because::with(e.to_string(), e)))?;
@@ -257,7 +264,7 @@ impl Tree {
         let table_place = sif.header().encode()[96..112]
             .try_into()
             .expect("the header is 128 bytes");
-        let (mut tree, report) = build::build(path, sif, options)?;
+        let (mut tree, report) = build::build(path, sif, options, file_mtime)?;
         tree.fingerprint = fingerprint;
         tree.table_place = table_place;
         Ok((tree, report))

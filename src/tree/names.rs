@@ -74,8 +74,14 @@ pub fn layer_name(i: usize, count: usize) -> String {
     format!("{i:0width$}")
 }
 
-/// `/sif/objects/<id>-<kind>`: the ID makes it unique, the kind says what it is.
+/// `/sif/objects/<id>-<name>`: the object's stored name (its descriptor's Name field,
+/// [`sanitize`]d), else `<id>-<kind>` when it has none usable (OCI blobs, and
+/// SingularityCE's `.` for a definition file). The ID, unique in a valid table, makes
+/// the name unique and stable; the rest says what the object is (man/sifmount.1, THE TREE).
 pub fn object_file_name(d: &SifDescriptor) -> String {
+    if let Some(name) = sanitize(&d.name()) {
+        return format!("{}-{name}", d.id);
+    }
     let kind = match d.data_type() {
         DataType::Deffile => "deffile".to_string(),
         DataType::EnvVar => "envvar".to_string(),
@@ -97,6 +103,54 @@ pub fn object_file_name(d: &SifDescriptor) -> String {
     sanitize(&format!("{}-{kind}", d.id)).unwrap_or_else(|| d.id.to_string())
 }
 
+/// The tag every OCI layout under `/images/<name>/` gives its one image
+/// (`org.opencontainers.image.ref.name` of its `index.json`; docs/FORMAT.md, Layouts
+/// under /images): the root-index entry's own reference name when it is a tag
+/// [`is_tag`] accepts, else `latest`, the tag umoci and oci-image-tool assume.
+pub fn image_tag(entry: &Descriptor) -> String {
+    match entry.ref_name() {
+        Some(name) if is_tag(name) => name.to_string(),
+        _ => DEFAULT_TAG.to_string(),
+    }
+}
+
+/// The tag of a layout whose root-index entry has none usable.
+pub const DEFAULT_TAG: &str = "latest";
+
+/// Whether `name` can be given as the `TAG` of `oci:DIR:TAG` (skopeo) and
+/// `--image DIR:TAG` (umoci) and is kept as such: a tag of the distribution
+/// specification (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`) that is also one component of
+/// the image specification's reference-name grammar, which umoci and skopeo check
+/// (alphanumeric runs joined by one `-`, `.` or `_`, or by `--`). A name with `:` or
+/// `/` (`docker.io/library/busybox:latest`) is not one: both tools split the argument
+/// at its first `:`.
+pub fn is_tag(name: &str) -> bool {
+    if name.is_empty() || name.len() > 128 {
+        return false;
+    }
+    let mut separator = String::new();
+    let mut after_alnum = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            if !separator.is_empty() {
+                if !after_alnum || !matches!(separator.as_str(), "-" | "." | "_" | "--") {
+                    return false;
+                }
+                separator.clear();
+            }
+            after_alnum = true;
+        } else if matches!(c, '-' | '.' | '_') {
+            if !after_alnum {
+                return false;
+            }
+            separator.push(c);
+        } else {
+            return false;
+        }
+    }
+    separator.is_empty()
+}
+
 /// Hands out names unique within one directory.
 #[derive(Default)]
 pub struct UniqueNames {
@@ -107,6 +161,11 @@ pub struct UniqueNames {
 }
 
 impl UniqueNames {
+    /// Takes `name` for a file the directory already holds, so that no claim gets it.
+    pub fn reserve(&mut self, name: &str) {
+        self.taken.insert(name.to_string());
+    }
+
     /// `preferred` if free; else `preferred-<short digest>`; else that with a counter.
     /// The result depends only on the order of claims, so it is stable for an image.
     pub fn claim(&mut self, preferred: String, digest: &Digest) -> String {
@@ -144,6 +203,30 @@ mod tests {
         assert_eq!(sanitize("").as_deref(), None);
         assert_eq!(sanitize("a\0b/../c").as_deref(), Some("a_b_.._c"));
         assert_eq!(sanitize(&"x".repeat(500)).map(|s| s.len()), Some(MAX_NAME));
+    }
+
+    #[test]
+    fn tags_are_what_skopeo_and_umoci_take_as_one() {
+        for good in ["latest", "1.0", "v1.2.3-rc1", "a_b", "a--b", "x"] {
+            assert!(is_tag(good), "{good}");
+        }
+        for bad in [
+            "",
+            "docker.io/library/busybox:latest",
+            "a:b",
+            "_a",
+            "-a",
+            "a-",
+            "a..b",
+            "a---b",
+            "a.-b",
+            "_cosign",
+            "sha256-abc+def",
+        ] {
+            assert!(!is_tag(bad), "{bad}");
+        }
+        assert!(is_tag(&"x".repeat(128)));
+        assert!(!is_tag(&"x".repeat(129)));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion": "1.0.0"}"#;
 /// Indexes nested deeper than this below the root are not followed by the tree.
 const MAX_IMAGE_DEPTH: usize = 8;
 
+/// Go's zero time in Unix seconds: what zero-time SIFs hold, shown as the file's time.
+const GO_ZERO_TIME: i64 = -62_135_596_800;
+
 /// The one upstream file whose root index has entries that do not parse (truncated
 /// digests): it mounts, with an empty /images.
 pub const UNPARSEABLE_ROOT_INDEX: &str = "one-object-oci-root-index.sif";
@@ -102,8 +105,12 @@ impl Names {
     }
 }
 
-/// `/sif/objects/<id>-<kind>`.
+/// `/sif/objects/<id>-<stored name>`, or `<id>-<kind>` for an object without a usable
+/// name.
 pub fn object_name(d: &SifDescriptor) -> String {
+    if let Some(name) = sanitize(&d.name()) {
+        return format!("{}-{name}", d.id);
+    }
     let kind = match d.data_type() {
         DataType::Deffile => "deffile".to_string(),
         DataType::EnvVar => "envvar".to_string(),
@@ -275,8 +282,21 @@ impl Image {
     }
 
     /// The mtime a path of the mount must have: the object's for blobs, objects and the
-    /// root index, the header's for everything else.
+    /// root index, the header's for everything else; where the SIF has none (0 or Go's
+    /// zero time), the image file's own.
     pub fn expected_mtime(&self, rel: &str, is_file: bool) -> i64 {
+        let t = self.recorded_mtime(rel, is_file);
+        if t == 0 || t == GO_ZERO_TIME {
+            use std::os::unix::fs::MetadataExt;
+            return std::fs::metadata(&self.path)
+                .unwrap_or_else(|e| panic!("cannot stat {}: {e}", self.path.display()))
+                .mtime();
+        }
+        t
+    }
+
+    /// The time the SIF records for a path of the mount.
+    fn recorded_mtime(&self, rel: &str, is_file: bool) -> i64 {
         let header = self.sif.header().modified_at;
         if !is_file {
             return header;
@@ -430,9 +450,22 @@ pub fn check_contents(img: &Image, mp: &Path) {
     }
 }
 
-/// `/images/<name>/`: an OCI layout of its own holding `entry`, plus the image's files.
-fn check_image_dir(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor) {
-    let what = format!("{}: {}", img.path.display(), dir.display());
+/// The tag every layout under `/images/<name>/` gives its image: the root-index entry's
+/// reference name when it is a tag skopeo and umoci take after `DIR:` (alphanumeric runs
+/// joined by one `-`, `.`, `_` or by `--`, at most 128 bytes), else `latest`.
+pub fn layout_tag(root_entry: &Descriptor) -> String {
+    let grammar = regex::Regex::new(r"^[A-Za-z0-9]+(?:(?:[-._]|--)[A-Za-z0-9]+)*$")
+        .expect("the pattern is valid");
+    match root_entry.ref_name() {
+        Some(name) if name.len() <= 128 && grammar.is_match(name) => name.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+/// `dir`, `depth` directories below the root: an OCI layout holding `entry` alone, as
+/// the root index lists it but tagged `tag`, with `blobs/sha256` resolving to the root's.
+fn check_layout_files(mp: &Path, dir: &Path, entry: &Descriptor, tag: &str, depth: usize) {
+    let what = dir.display().to_string();
     assert_bytes_eq(
         &read(&dir.join("oci-layout")),
         OCI_LAYOUT,
@@ -442,18 +475,31 @@ fn check_image_dir(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor) {
     let index = sifmount::oci::Index::parse(&index_bytes)
         .unwrap_or_else(|e| panic!("{what}/index.json does not parse: {e}"));
     assert_eq!(index.schema_version, 2, "{what}/index.json schemaVersion");
+    let mut want = entry.clone();
+    want.set_annotation(sifmount::oci::REF_NAME, tag);
     assert_eq!(
         index.entries(),
-        std::slice::from_ref(entry),
-        "{what}/index.json holds exactly the root-index entry"
+        std::slice::from_ref(&want),
+        "{what}/index.json holds exactly the entry, tagged {tag}"
     );
-    assert_eq!(readlink(&dir.join("blobs")), "../../blobs", "{what}/blobs");
-    let blobs_dir = dir.join("blobs").canonicalize().unwrap();
+    assert_eq!(list(&dir.join("blobs")), ["sha256"], "{what}/blobs");
     assert_eq!(
-        blobs_dir,
-        mp.join("blobs"),
-        "{what}/blobs resolves to /blobs"
+        readlink(&dir.join("blobs/sha256")),
+        format!("{}blobs/sha256", "../".repeat(depth + 1)),
+        "{what}/blobs/sha256"
     );
+    assert_eq!(
+        dir.join("blobs/sha256").canonicalize().unwrap(),
+        mp.join("blobs/sha256"),
+        "{what}/blobs/sha256 resolves to /blobs/sha256"
+    );
+}
+
+/// `/images/<name>/`: an OCI layout of its own holding `entry`, plus the image's files.
+fn check_image_dir(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor) {
+    let what = format!("{}: {}", img.path.display(), dir.display());
+    let tag = layout_tag(entry);
+    check_layout_files(mp, dir, entry, &tag, 2);
     let mut want: Vec<String> = ["blobs", "index.json", "oci-layout", "signed"]
         .map(String::from)
         .into();
@@ -466,7 +512,7 @@ fn check_image_dir(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor) {
         "{what}/signed: {}",
         String::from_utf8_lossy(&signed)
     );
-    check_content(img, dir, entry, 2);
+    check_content(img, mp, dir, entry, &tag, 2);
 }
 
 /// Whether the tree shows `entry` as an index (`image-index.json` and subdirectories).
@@ -485,6 +531,16 @@ fn platform_dirs(refs: &Refs, depth: usize) -> Vec<(String, &Descriptor)> {
         return vec![];
     }
     let mut names = Names::default();
+    // The index directory's own files: a platform so named gets another name.
+    for own in [
+        "image-index.json",
+        "signatures",
+        "oci-layout",
+        "index.json",
+        "blobs",
+    ] {
+        names.0.insert(own.to_string());
+    }
     refs.manifests
         .as_deref()
         .unwrap_or(&[])
@@ -525,7 +581,7 @@ fn expected_names(img: &Image, entry: &Descriptor, depth: usize) -> Vec<String> 
 
 /// Checks the files in a directory showing `entry` (`depth` levels below the root),
 /// whose list of names the caller has checked.
-fn check_content(img: &Image, dir: &Path, entry: &Descriptor, depth: usize) {
+fn check_content(img: &Image, mp: &Path, dir: &Path, entry: &Descriptor, tag: &str, depth: usize) {
     let what = format!("{}: {}", img.path.display(), dir.display());
     let Some(refs) = refs_of(img, &entry.digest) else {
         return;
@@ -557,12 +613,11 @@ fn check_content(img: &Image, dir: &Path, entry: &Descriptor, depth: usize) {
         );
         for (name, m) in platform_dirs(&refs, depth) {
             let sub = dir.join(&name);
-            assert_eq!(
-                list(&sub),
-                sorted(expected_names(img, m, depth + 1)),
-                "{what}/{name}"
-            );
-            check_content(img, &sub, m, depth + 1);
+            let mut want = expected_names(img, m, depth + 1);
+            want.extend(["blobs", "index.json", "oci-layout"].map(String::from));
+            assert_eq!(list(&sub), sorted(want), "{what}/{name}");
+            check_layout_files(mp, &sub, m, tag, depth + 1);
+            check_content(img, mp, &sub, m, tag, depth + 1);
         }
         return;
     }

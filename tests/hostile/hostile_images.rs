@@ -775,13 +775,23 @@ fn cases() -> Vec<Case> {
                 b.name = vec![0xff, 0xfe, b'/', 0x80, b'\n'];
                 let mut c = generic(&b"c"[..]);
                 c.name = vec![b'x'; 128];
-                sif(vec![a, b, c])
+                let mut d = generic(&b"d"[..]);
+                d.name = b"..".to_vec();
+                sif(vec![a, b, c, d])
             },
             Mounts(|v, _, _| {
+                // Stored names, each made one safe component behind its ID; one that
+                // leaves nothing usable (`..`) is named by its kind.
                 assert_eq!(
                     names(v, "sif/objects"),
-                    ["1-generic", "2-generic", "3-generic"]
+                    [
+                        "1-.._.._etc_passwd".to_string(),
+                        "2-_____".to_string(),
+                        format!("3-{}", "x".repeat(128)),
+                        "4-generic".to_string(),
+                    ]
                 );
+                assert_eq!(read_all(v, "sif/objects/1-.._.._etc_passwd"), b"a");
                 let doc = String::from_utf8(read_all(v, "sif/descriptors.json"))
                     .expect("descriptors.json is UTF-8 whatever the names hold");
                 assert!(

@@ -55,6 +55,59 @@ fn walk(tree: &Tree) -> BTreeMap<String, Attr> {
     out
 }
 
+/// Go's zero time in Unix seconds, which zero-time SIFs hold.
+const GO_ZERO: i64 = -62_135_596_800;
+
+/// The time a tree shows for a SIF time `t` of the image at `path`: the file's own
+/// modification time when the SIF recorded none (the man page, THE TREE).
+fn shown_time(t: i64, path: &Path) -> i64 {
+    if t == 0 || t == GO_ZERO {
+        std::os::unix::fs::MetadataExt::mtime(&std::fs::metadata(path).unwrap())
+    } else {
+        t
+    }
+}
+
+/// The tag an image's layouts give it: its root-index reference name when that is one
+/// component of the image specification's reference grammar (what skopeo and umoci take
+/// after `DIR:`), else `latest`.
+fn expected_tag(root_entry: &Descriptor) -> String {
+    let grammar = regex::Regex::new(r"^[A-Za-z0-9]+(?:(?:[-._]|--)[A-Za-z0-9]+)*$").unwrap();
+    match root_entry.ref_name() {
+        Some(name) if name.len() <= 128 && grammar.is_match(name) => name.to_string(),
+        _ => "latest".to_string(),
+    }
+}
+
+/// Checks that `at` (`depth` directories below the root) is an OCI layout of `entry`
+/// alone, tagged `tag`, with `blobs/sha256` linking to the root's.
+fn check_layout(tree: &Tree, at: &str, entry: &Descriptor, tag: &str, shown: &str) {
+    let one: Index = Index::parse(&read_path(tree, &format!("{at}/index.json"))).unwrap();
+    assert_eq!(
+        one.entries().len(),
+        1,
+        "{shown}: {at}/index.json has one entry"
+    );
+    let mut listed = one.entries()[0].clone();
+    assert_eq!(listed.ref_name(), Some(tag), "{shown}: {at}/index.json tag");
+    let mut want = entry.clone();
+    listed.remove_annotation(sifmount::oci::REF_NAME);
+    want.remove_annotation(sifmount::oci::REF_NAME);
+    assert_eq!(listed, want, "{shown}: {at}/index.json lists its image");
+    assert_eq!(names(tree, &format!("{at}/blobs")), ["sha256"]);
+    let link = format!("{at}/blobs/sha256");
+    let target = tree.readlink(tree.resolve(&link).unwrap().ino).unwrap();
+    assert_eq!(
+        link_destination(&link, target),
+        "blobs/sha256",
+        "{shown}: {link}"
+    );
+    assert_eq!(
+        read_path(tree, &format!("{at}/oci-layout")),
+        read_path(tree, "oci-layout")
+    );
+}
+
 /// The path a relative symlink target at `link` points to, normalised.
 fn link_destination(link: &str, target: &str) -> String {
     let mut parts: Vec<&str> = link.split('/').collect();
@@ -175,7 +228,11 @@ fn every_upstream_sif_builds_a_tree_holding_its_exact_bytes() {
                 sif.read_object(d).unwrap(),
                 "{shown}: {file}"
             );
-            assert_eq!(tree.resolve(&file).unwrap().mtime, d.modified_at);
+            assert_eq!(
+                tree.resolve(&file).unwrap().mtime,
+                shown_time(d.modified_at, &path),
+                "{shown}: {file}"
+            );
         }
         let header: serde_json::Value =
             serde_json::from_slice(&read_path(&tree, "sif/header.json")).unwrap();
@@ -278,30 +335,25 @@ fn check_images(tree: &Tree, oci: &OciSif, shown: &str) {
     for dir in dirs {
         let at = format!("images/{dir}");
         let one: Index = Index::parse(&read_path(tree, &format!("{at}/index.json"))).unwrap();
-        assert_eq!(
-            one.entries().len(),
-            1,
-            "{shown}: {at}/index.json has one entry"
-        );
-        let entry = &one.entries()[0];
-        assert!(
-            images.contains(&entry),
-            "{shown}: {at} is a root-index entry"
-        );
-        assert_eq!(
-            tree.readlink(tree.resolve(&format!("{at}/blobs")).unwrap().ino)
-                .unwrap(),
-            "../../blobs"
-        );
-        assert_eq!(
-            read_path(tree, &format!("{at}/oci-layout")),
-            read_path(tree, "oci-layout")
-        );
-        check_image_content(tree, oci, &at, entry, shown);
+        let digest = one.entries()[0].digest;
+        let entry = images
+            .iter()
+            .find(|e| e.digest == digest)
+            .unwrap_or_else(|| panic!("{shown}: {at} is not a root-index entry"));
+        let tag = expected_tag(entry);
+        check_layout(tree, &at, entry, &tag, shown);
+        check_image_content(tree, oci, &at, entry, &tag, shown);
     }
 }
 
-fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, shown: &str) {
+fn check_image_content(
+    tree: &Tree,
+    oci: &OciSif,
+    at: &str,
+    entry: &Descriptor,
+    tag: &str,
+    shown: &str,
+) {
     let blob = oci.read_blob(&entry.digest).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&blob).unwrap();
     let blob_ino = tree
@@ -318,7 +370,9 @@ fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, 
             .entries(tree.resolve(at).unwrap().ino)
             .unwrap()
             .iter()
-            .filter(|e| e.kind == Kind::Dir && e.name != "layers" && e.name != "signatures")
+            .filter(|e| {
+                e.kind == Kind::Dir && !["layers", "signatures", "blobs"].contains(&&*e.name)
+            })
             .map(|e| e.name.clone())
             .collect();
         let manifests = doc["manifests"].as_array().unwrap();
@@ -355,7 +409,8 @@ fn check_image_content(tree: &Tree, oci: &OciSif, at: &str, entry: &Descriptor, 
                 );
             }
             let d: Descriptor = serde_json::from_value(m.clone()).unwrap();
-            check_image_content(tree, oci, &sub_at, &d, shown);
+            check_layout(tree, &sub_at, &d, tag, shown);
+            check_image_content(tree, oci, &sub_at, &d, tag, shown);
         }
         return;
     }
@@ -425,7 +480,15 @@ fn multi_arch_cosign_fixture_shows_one_image_with_a_directory_per_platform() {
     assert_eq!(entries, ["att-00e1ee7c898a2-1", "sig-00e1ee7c898a2-1"]);
     assert_eq!(
         names(&tree, "images/sha256-00e1ee7c898a/linux-amd64"),
-        ["config.json", "layers", "manifest.json", "signatures"]
+        [
+            "blobs",
+            "config.json",
+            "index.json",
+            "layers",
+            "manifest.json",
+            "oci-layout",
+            "signatures"
+        ]
     );
     let manifest = tree
         .resolve("images/sha256-00e1ee7c898a/linux-amd64/manifest.json")
@@ -594,4 +657,68 @@ fn a_read_of_an_object_another_writer_removed_fails_instead_of_returning_other_b
 
 fn drop_oci(oci: OciSif) {
     oci.sif().sync().unwrap();
+}
+
+/// Platform layouts repeat their manifest's descriptor in `index.json`: an image listing
+/// 100 times an index whose one entry carries a megabyte of annotations gets layouts for
+/// the first 16 MiB of them only, and a warning, not 100 MB of `index.json` files (the
+/// man page, LIMITS).
+#[test]
+fn platform_layouts_of_a_descriptor_shown_many_times_are_bounded() {
+    use sifmount::oci::{write_oci_sif_at_path, MemBlobs};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big-descriptor.oci.sif");
+    let layer = vec![0u8; 1024];
+    let mut blobs = MemBlobs::new();
+    let layer_digest = blobs.insert(layer.clone());
+    let (config, manifest) =
+        common::images::config_and_manifest(&[(layer_digest, layer.len() as u64)], "A=1");
+    blobs.insert(config);
+    let mut entry = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
+    entry.set_annotation("k", &"x".repeat(1 << 20));
+    blobs.insert(manifest);
+    let mut list = Index::empty();
+    list.append(entry, None);
+    let list = list.to_go_json();
+    let list_entry = Descriptor::of(media_type::OCI_INDEX, &list);
+    blobs.insert(list);
+    let mut root = Index::empty();
+    for _ in 0..100 {
+        root.append(list_entry.clone(), None);
+    }
+    write_oci_sif_at_path(&path, &root.to_go_json(), &blobs, 0).unwrap();
+
+    let (tree, report) = Tree::open_with_report(&path).unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("platform layouts hold more than")),
+        "{:?}",
+        report.warnings
+    );
+    let images = names(&tree, "images");
+    assert_eq!(images.len(), 100);
+    let platform = |image: &str| {
+        let dir = format!("images/{image}");
+        let sub = names(&tree, &dir)
+            .into_iter()
+            .find(|n| n.starts_with("sha256-"))
+            .expect("the index's one entry has a directory");
+        format!("{dir}/{sub}")
+    };
+    // Built in root-index order, which the names sort in: the first has a layout, the
+    // last, past the bound, only its image files.
+    let first = platform(&images[0]);
+    let index = read_path(&tree, &format!("{first}/index.json"));
+    assert!(index.len() > 1 << 20, "the layout repeats the descriptor");
+    let last = platform(&images[99]);
+    assert!(tree.resolve(&format!("{last}/manifest.json")).is_ok());
+    assert!(tree.resolve(&format!("{last}/index.json")).is_err());
+    let shown: usize = images
+        .iter()
+        .filter(|i| tree.resolve(&format!("{}/index.json", platform(i))).is_ok())
+        .count();
+    // Each is a mebibyte of annotation and a few hundred bytes more: 15 fit in 16 MiB.
+    assert_eq!(shown, 15, "16 MiB of layouts");
 }

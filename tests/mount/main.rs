@@ -1,10 +1,12 @@
 //! The integration tests that mount images for real through FUSE with the `sifmount`
 //! binary ([`common::mounted::Mount`]) and check what the mount shows and does: reads,
-//! attaches, concurrency, crashes, journals, permissions, skopeo.
+//! attaches, concurrency, crashes, journals, permissions, times, names, and the OCI
+//! layout tools (skopeo, umoci, oci-image-tool).
 //!
-//! Needs /dev/fuse, `fusermount3`, `skopeo` and `openssl` (`.ci/run` installs them), and
-//! root for some; fails, saying so, rather than skipping. Every mount has a mountpoint of
-//! its own in a fresh temporary directory, so tests of different files may run at once.
+//! Needs /dev/fuse, `fusermount3`, `skopeo`, `umoci`, `oci-image-tool`, `siftool` and
+//! `openssl` (`.ci/run` installs them), and root for some; fails, saying so, rather than
+//! skipping. Every mount has a mountpoint of its own in a fresh temporary directory, so
+//! tests of different files may run at once.
 //!
 //! One crate instead of one per file, as `tests/library/main.rs` says why; each file is a
 //! module (`cargo test --test mount concurrency_mount::`).
@@ -19,8 +21,11 @@ mod copy_mount;
 mod cosign_mount;
 mod crash_mount;
 mod journal_mount;
+mod layout_tools_mount;
 mod mount_real;
+mod object_names_mount;
 mod security_mount;
 mod sign_mount;
 mod summary_mount;
+mod times_mount;
 mod verify_mount;

@@ -20,6 +20,7 @@ use crate::tree::{Attr, Ino, Kind, TreeError};
 use crate::volume::{Refused, Volume};
 
 mod guard;
+mod readahead;
 use guard::Guarded;
 pub use guard::{handling_request, panic_message};
 
@@ -135,7 +136,17 @@ pub fn mount(
         uid: options.uid,
         gid: options.gid,
     };
+    // Resolved before mounting: afterwards, resolving the mount point would ask the
+    // mount, which serves nothing until this returns.
+    let canonical = std::fs::canonicalize(mountpoint)?;
     let session = Session::new(Guarded(fs), mountpoint, &config)?;
+    match readahead::raise(&canonical) {
+        Ok((file, kb)) => log::debug!("readahead {kb} KiB ({})", file.display()),
+        Err(e) => log::info!(
+            "{}: readahead stays at the kernel's default (128 KiB): cannot raise it: {e}",
+            mountpoint.display()
+        ),
+    }
     Ok(MountedSession { session, threads })
 }
 

@@ -21,6 +21,9 @@ pub struct MountEntry {
     /// `fuse`, `fuse.sifmount`, `ext4`, …
     pub fs_type: String,
     pub source: String,
+    /// The file system's device, `major:minor` as the kernel writes it: how sysfs names
+    /// its backing device (`/sys/class/bdi/<device>`).
+    pub device: String,
 }
 
 impl MountEntry {
@@ -62,6 +65,7 @@ pub fn parse(bytes: &[u8]) -> Vec<MountEntry> {
 fn parse_line(line: &[u8]) -> Option<MountEntry> {
     let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     // id parent major:minor root mount-point options [optional...] - type source super
+    let device = fields.get(2)?;
     let mount_point = fields.get(4)?;
     let options = fields.get(5)?;
     let separator = fields.iter().skip(6).position(|f| *f == b"-")? + 6;
@@ -72,6 +76,7 @@ fn parse_line(line: &[u8]) -> Option<MountEntry> {
         options: String::from_utf8_lossy(options).into_owned(),
         fs_type: String::from_utf8_lossy(&unescape(fs_type)).into_owned(),
         source: String::from_utf8_lossy(&unescape(source)).into_owned(),
+        device: String::from_utf8_lossy(device).into_owned(),
     })
 }
 
@@ -124,6 +129,10 @@ garbage line
         assert_eq!(entries[2].fs_type, "fuse.sifmount");
         assert_eq!(entries[2].source, "/images/a b.sif");
         assert_eq!(entries[2].options, "rw,nosuid,nodev,relatime");
+        assert_eq!(
+            (entries[0].device.as_str(), entries[2].device.as_str()),
+            ("259:2", "0:50")
+        );
         // Several optional fields before the separator.
         assert_eq!(entries[4].fs_type, "tmpfs");
         assert_eq!(entries[5].mount_point, Path::new("/back\\slash\ttab"));

@@ -24,6 +24,7 @@ mod journal_mount;
 mod layout_tools_mount;
 mod mount_real;
 mod object_names_mount;
+mod readahead_mount;
 mod security_mount;
 mod sign_mount;
 mod summary_mount;
